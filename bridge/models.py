@@ -1,0 +1,468 @@
+"""The bridge's data: runtime settings, recipients, what came in, what went out, what came back, and who did what."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models import F
+
+from bridge.events.priority import Priority
+
+
+def _range(low: int | float, high: int | float) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+class Mode(models.TextChoices):
+    LOCAL = "local", "local: deliver everything"
+    NOMAD = "nomad", "nomad: deliver everything, answer replies with a menu"
+    MUTED = "muted", "muted: only approvals and critical alerts"
+
+
+class MessageStyle(models.TextChoices):
+    CONCISE = "concise", "concise"
+    DETAILED = "detailed", "detailed"
+
+
+PRIORITY_CHOICES = [(p.value, p.label) for p in Priority]
+
+
+class BridgeSettings(models.Model):
+    """The one row of knobs an operator tunes while the bridge runs.
+
+    Every save bumps ``version``; workers compare it with the version they applied, so a change reaches them even
+    when the "settings changed" channel message is lost.
+    """
+
+    SINGLETON_PK = 1
+
+    version = models.PositiveIntegerField(default=1, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Delivery behaviour
+    mode = models.CharField(
+        max_length=8,
+        choices=Mode.choices,
+        default=Mode.LOCAL,
+        help_text="muted records everything but sends only approvals and critical alerts.",
+    )
+    message_style = models.CharField(
+        max_length=8,
+        choices=MessageStyle.choices,
+        default=MessageStyle.CONCISE,
+        help_text="detailed shows every known data field; concise keeps messages short enough to read on a lock screen.",
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA zone used for times shown in messages, e.g. Europe/Berlin."
+    )
+    approval_timeout_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=_range(10, 86_400),
+        help_text="How long an approval waits for an answer before it expires and the agent falls back to its own prompt.",
+    )
+
+    # Compression
+    compression_level = models.PositiveSmallIntegerField(
+        default=3,
+        validators=_range(1, 22),
+        help_text="zstd level for queued payloads. Higher saves Redis memory but costs CPU: level 3 compresses a "
+        "300 KB event in ~2 ms, level 6 in ~4 ms, level 19 in hundreds of ms.",
+    )
+    compression_min_bytes = models.PositiveIntegerField(
+        default=4096,
+        validators=_range(0, 10_485_760),
+        help_text="Payloads smaller than this are stored as they are: compressing tiny events costs more than it saves.",
+    )
+    compression_timeout_ms = models.PositiveIntegerField(
+        default=5000,
+        validators=_range(10, 60_000),
+        help_text="Compression taking longer than this is abandoned and the payload stored uncompressed.",
+    )
+
+    # Cache
+    cache_max_entries = models.PositiveIntegerField(
+        default=500,
+        validators=_range(10, 1_000_000),
+        help_text="Entries in the in-process (L1) cache. More entries: fewer database and Redis reads, more memory.",
+    )
+    cache_ttl_seconds = models.PositiveIntegerField(
+        default=1800,
+        validators=_range(1, 86_400),
+        help_text="How long a cached recipient, setting or template may be served before it is read again.",
+    )
+    cache_validate_checksums = models.BooleanField(
+        default=False,
+        help_text="Check a checksum on every L2 (Redis) cache read: detects corruption at the cost of CPU per read.",
+    )
+
+    # Rate limits
+    rate_global_per_second = models.FloatField(
+        default=30.0,
+        validators=_range(0.1, 1000),
+        help_text="Messages per second across all chats. Telegram allows about 30; above it answers 429.",
+    )
+    rate_per_chat_per_second = models.FloatField(
+        default=1.0,
+        validators=_range(0.01, 100),
+        help_text="Messages per second to one private chat. Telegram tolerates short bursts over 1/s, not more.",
+    )
+    rate_per_group_per_minute = models.FloatField(
+        default=20.0,
+        validators=_range(0.1, 1000),
+        help_text="Messages per minute to one group chat. Telegram's limit is 20.",
+    )
+    rate_adaptive = models.BooleanField(
+        default=True,
+        help_text="After a 429, lower the rate for that chat and raise it back slowly.",
+    )
+
+    # Pipeline
+    pipeline_capacity = models.PositiveIntegerField(
+        default=100,
+        validators=_range(1, 100_000),
+        help_text="Items held between pipeline stages. Larger absorbs bursts; smaller bounds memory.",
+    )
+    backpressure_threshold = models.PositiveIntegerField(
+        default=80,
+        validators=_range(1, 100),
+        help_text="Percent of pipeline capacity at which the watcher stops reading new files until the sender catches up.",
+    )
+    queue_batch_size = models.PositiveIntegerField(
+        default=100,
+        validators=_range(1, 10_000),
+        help_text="Events enqueued or claimed per round trip. Larger batches mean fewer round trips but later first delivery.",
+    )
+
+    # Retries
+    retry_attempts = models.PositiveSmallIntegerField(
+        default=5,
+        validators=_range(0, 100),
+        help_text="Attempts for a failing delivery before it becomes a dead letter.",
+    )
+    retry_base_delay_ms = models.PositiveIntegerField(
+        default=1000,
+        validators=_range(10, 600_000),
+        help_text="First retry delay; it doubles each attempt (with jitter).",
+    )
+    retry_max_delay_ms = models.PositiveIntegerField(
+        default=30_000,
+        validators=_range(100, 3_600_000),
+        help_text="Upper bound for the delay between retries.",
+    )
+
+    # Circuit breaker
+    breaker_failure_threshold = models.PositiveSmallIntegerField(
+        default=5,
+        validators=_range(1, 1000),
+        help_text="Failures within the window that open the breaker and pause all sends.",
+    )
+    breaker_window_seconds = models.PositiveIntegerField(
+        default=60, validators=_range(1, 3600), help_text="Window over which failures are counted."
+    )
+    breaker_open_seconds = models.PositiveIntegerField(
+        default=30,
+        validators=_range(1, 3600),
+        help_text="First open period; it doubles each time the breaker opens again, up to ten times this.",
+    )
+    breaker_half_open_successes = models.PositiveSmallIntegerField(
+        default=2,
+        validators=_range(1, 100),
+        help_text="Successful trial sends needed to close the breaker again.",
+    )
+
+    # Watcher and digests
+    watcher_debounce_ms = models.PositiveIntegerField(
+        default=2,
+        validators=_range(0, 5000),
+        help_text="How long the watcher gathers file changes before acting. Low means fast delivery; high means "
+        "fewer wake-ups during floods.",
+    )
+    watcher_step_ms = models.PositiveIntegerField(
+        default=1,
+        validators=_range(1, 1000),
+        help_text="How often the watcher checks for changes while gathering (ms).",
+    )
+    digest_threshold = models.PositiveIntegerField(
+        default=10,
+        validators=_range(2, 10_000),
+        help_text="When this many normal or low priority messages wait for one chat, they are merged into one digest.",
+    )
+
+    # Auto-tuning
+    autotune_enabled = models.BooleanField(
+        default=False, help_text="Let the auto-tuner adjust compression, cache and rate within bounds."
+    )
+    autotune_p99_latency_ms = models.PositiveIntegerField(
+        default=50,
+        validators=_range(1, 60_000),
+        help_text="Target p99 end-to-end latency; above it the tuner lowers the compression level.",
+    )
+    autotune_memory_budget_mb = models.PositiveIntegerField(
+        default=200,
+        validators=_range(32, 65_536),
+        help_text="Memory budget; above it the tuner shrinks the cache.",
+    )
+
+    class Meta:
+        verbose_name = "bridge settings"
+        verbose_name_plural = "bridge settings"
+
+    def __str__(self) -> str:
+        return f"Bridge settings (version {self.version})"
+
+    def clean(self) -> None:
+        super().clean()
+        if self.retry_max_delay_ms < self.retry_base_delay_ms:
+            raise ValidationError(
+                {"retry_max_delay_ms": "The maximum retry delay must be at least the base delay."}
+            )
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError({"timezone": f"{self.timezone!r} is not an IANA time zone."}) from None
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = self.SINGLETON_PK
+        if not self._state.adding or BridgeSettings.objects.filter(pk=self.pk).exists():
+            # F() keeps the version strictly increasing even when two admins save at once.
+            self.version = F("version") + 1
+        super().save(*args, **kwargs)
+        self.refresh_from_db(fields=["version"])
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Bridge settings cannot be deleted; change their values instead.")
+
+    @classmethod
+    def load(cls) -> BridgeSettings:
+        obj, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
+        return obj
+
+    def as_dict(self) -> dict:
+        """Every knob by name, for audit entries and for workers."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in self._meta.concrete_fields
+            if f.name not in ("id", "updated_at")
+        }
+
+
+class Recipient(models.Model):
+    """A Telegram user or chat that receives events; only active recipients are heard and sent to."""
+
+    class Role(models.TextChoices):
+        APPROVER = "approver", "approver: receives and decides approvals"
+        VIEWER = "viewer", "viewer: receives, cannot decide"
+
+    chat_id = models.BigIntegerField(unique=True, help_text="Telegram user id, or chat id for groups (negative).")
+    display_name = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.APPROVER)
+    sources = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated projects/sources to receive; empty receives all.",
+    )
+    categories = models.JSONField(
+        default=list, blank=True, help_text="Event categories to receive; empty receives all."
+    )
+    min_priority = models.PositiveSmallIntegerField(
+        choices=PRIORITY_CHOICES, default=Priority.LOW, help_text="Events below this priority are not sent here."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("chat_id",)
+
+    def __str__(self) -> str:
+        return self.display_name or str(self.chat_id)
+
+    @property
+    def is_group(self) -> bool:
+        return self.chat_id < 0
+
+    def source_list(self) -> list[str]:
+        return [s.strip() for s in self.sources.split(",") if s.strip()]
+
+
+class Event(models.Model):
+    """One event as it came in (file, MCP tool, hook or shell), stored before anything is sent."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        PROCESSING = "processing", "processing"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    event_id = models.CharField(max_length=128, unique=True)
+    type = models.CharField(max_length=64, db_index=True)
+    category = models.CharField(max_length=32, db_index=True)
+    source = models.CharField(max_length=200, default="claude-code")
+    task_id = models.CharField(max_length=200, blank=True, db_index=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=PRIORITY_CHOICES, default=Priority.NORMAL, db_index=True)
+    origin = models.CharField(max_length=16, default="file", help_text="file, mcp, hook or shell")
+    timestamp = models.DateTimeField(help_text="When the agent says it happened.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+
+    class Meta:
+        ordering = ("-received_at",)
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.title}"
+
+
+class Delivery(models.Model):
+    """One event to one recipient: the unit that is sent, retried, dead-lettered or suppressed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        DEAD = "dead", "dead letter"
+        SUPPRESSED = "suppressed", "suppressed"
+        DIGESTED = "digested", "merged into a digest"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    message_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True, help_text="From the event's arrival to Telegram's answer.")
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name_plural = "deliveries"
+        constraints = [models.UniqueConstraint(fields=("event", "recipient"), name="one_delivery_per_recipient")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.recipient_id}: {self.status}"
+
+
+class Response(models.Model):
+    """A button press or text reply from Telegram, mirrored by a response file."""
+
+    class Kind(models.TextChoices):
+        CALLBACK = "callback_query", "button press"
+        MESSAGE = "message", "text reply"
+
+    class Decision(models.TextChoices):
+        NONE = "", "none"
+        APPROVED = "approved", "approved"
+        DENIED = "denied", "denied"
+        ACKNOWLEDGED = "acknowledged", "acknowledged"
+        DETAILS = "details", "details requested"
+        TIMEOUT = "timeout", "timed out"
+
+    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="responses")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user_id = models.BigIntegerField(db_index=True)
+    username = models.CharField(max_length=200, blank=True)
+    first_name = models.CharField(max_length=200, blank=True)
+    callback_data = models.CharField(max_length=64, blank=True)
+    message_text = models.TextField(blank=True)
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, db_index=True)
+    task_id = models.CharField(max_length=200, blank=True, db_index=True)
+    original_message_id = models.BigIntegerField(null=True, blank=True)
+    file_name = models.CharField(max_length=255, blank=True, help_text="The response file written, if any.")
+    file_error = models.TextField(blank=True, help_text="Why the response file could not be written yet.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.kind} from {self.user_id}: {self.decision or self.message_text[:40]}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what and when; also refused access attempts and quarantined files."""
+
+    actor = models.CharField(max_length=200, help_text="A username, 'telegram:<id>', 'auto-tuner' or 'bridge'.")
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.object_type} {self.object_id}".strip()
+
+    @classmethod
+    def record(cls, actor: str, action: str, obj: models.Model | None = None, **fields) -> AuditEntry:
+        if obj is not None:
+            fields.setdefault("object_type", obj._meta.model_name)
+            fields.setdefault("object_id", str(obj.pk))
+        return cls.objects.create(actor=actor, action=action, **fields)
+
+
+class QueueEntry(models.Model):
+    """The database-backed durable queue (the embedded default; Redis Streams replaces it when configured).
+
+    A worker claims due rows by setting a lease; a lease that runs out (the worker crashed) makes the row
+    claimable again, so nothing is lost between claim and ack.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="queue_entries")
+    lane = models.PositiveSmallIntegerField(default=Priority.NORMAL, help_text="Higher lanes are claimed first.")
+    payload = models.BinaryField(help_text="The serialized event, zstd-compressed above the threshold.")
+    compressed = models.BooleanField(default=False)
+    deliveries = models.PositiveIntegerField(default=0, help_text="How many times it has been claimed.")
+    available_at = models.DateTimeField(db_index=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    leased_by = models.CharField(max_length=200, blank=True)
+    dead = models.BooleanField(default=False, db_index=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("dead", "lane", "available_at"), name="queue_claim_idx")]
+        verbose_name_plural = "queue entries"
+
+
+class Worker(models.Model):
+    """A running bridge process, as it last reported itself."""
+
+    name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField(db_index=True)
+    settings_version = models.PositiveIntegerField(default=0)
+    queue_depth = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-heartbeat_at",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def bump_settings(actor: str, **changes) -> BridgeSettings:
+    """Apply changes to the settings row and audit them, as one transaction."""
+    with transaction.atomic():
+        current = BridgeSettings.load()
+        before = current.as_dict()
+        for name, value in changes.items():
+            setattr(current, name, value)
+        current.full_clean()
+        current.save()
+        AuditEntry.record(actor, "settings.change", current, before=before, after=current.as_dict())
+    return current

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.shortcuts import redirect
+
+
+def home(request):
+    return redirect("admin:index")
