@@ -54,7 +54,9 @@ class BridgeSettings(models.Model):
         help_text="detailed shows every known data field; concise keeps messages short enough to read on a lock screen.",
     )
     timezone = models.CharField(
-        max_length=64, default="UTC", help_text="IANA zone used for times shown in messages, e.g. Europe/Berlin."
+        max_length=64,
+        default="UTC",
+        help_text="IANA zone used for times shown in messages, e.g. Europe/Berlin.",
     )
     approval_timeout_seconds = models.PositiveIntegerField(
         default=600,
@@ -211,6 +213,17 @@ class BridgeSettings(models.Model):
     def __str__(self) -> str:
         return f"Bridge settings (version {self.version})"
 
+    def save(self, *args, **kwargs) -> None:
+        self.pk = self.SINGLETON_PK
+        if not self._state.adding or BridgeSettings.objects.filter(pk=self.pk).exists():
+            # F() keeps the version strictly increasing even when two admins save at once.
+            self.version = F("version") + 1
+        super().save(*args, **kwargs)
+        self.refresh_from_db(fields=["version"])
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Bridge settings cannot be deleted; change their values instead.")
+
     def clean(self) -> None:
         super().clean()
         if self.retry_max_delay_ms < self.retry_base_delay_ms:
@@ -223,17 +236,6 @@ class BridgeSettings(models.Model):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValidationError({"timezone": f"{self.timezone!r} is not an IANA time zone."}) from None
-
-    def save(self, *args, **kwargs) -> None:
-        self.pk = self.SINGLETON_PK
-        if not self._state.adding or BridgeSettings.objects.filter(pk=self.pk).exists():
-            # F() keeps the version strictly increasing even when two admins save at once.
-            self.version = F("version") + 1
-        super().save(*args, **kwargs)
-        self.refresh_from_db(fields=["version"])
-
-    def delete(self, *args, **kwargs):
-        raise ValidationError("Bridge settings cannot be deleted; change their values instead.")
 
     @classmethod
     def load(cls) -> BridgeSettings:
@@ -256,7 +258,9 @@ class Recipient(models.Model):
         APPROVER = "approver", "approver: receives and decides approvals"
         VIEWER = "viewer", "viewer: receives, cannot decide"
 
-    chat_id = models.BigIntegerField(unique=True, help_text="Telegram user id, or chat id for groups (negative).")
+    chat_id = models.BigIntegerField(
+        unique=True, help_text="Telegram user id, or chat id for groups (negative)."
+    )
     display_name = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.APPROVER)
@@ -269,7 +273,9 @@ class Recipient(models.Model):
         default=list, blank=True, help_text="Event categories to receive; empty receives all."
     )
     min_priority = models.PositiveSmallIntegerField(
-        choices=PRIORITY_CHOICES, default=Priority.LOW, help_text="Events below this priority are not sent here."
+        choices=PRIORITY_CHOICES,
+        default=Priority.LOW,
+        help_text="Events below this priority are not sent here.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -305,7 +311,9 @@ class Event(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    priority = models.PositiveSmallIntegerField(choices=PRIORITY_CHOICES, default=Priority.NORMAL, db_index=True)
+    priority = models.PositiveSmallIntegerField(
+        choices=PRIORITY_CHOICES, default=Priority.NORMAL, db_index=True
+    )
     origin = models.CharField(max_length=16, default="file", help_text="file, mcp, hook or shell")
     timestamp = models.DateTimeField(help_text="When the agent says it happened.")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -339,12 +347,16 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
-    latency_ms = models.FloatField(null=True, blank=True, help_text="From the event's arrival to Telegram's answer.")
+    latency_ms = models.FloatField(
+        null=True, blank=True, help_text="From the event's arrival to Telegram's answer."
+    )
 
     class Meta:
         ordering = ("-created_at",)
         verbose_name_plural = "deliveries"
-        constraints = [models.UniqueConstraint(fields=("event", "recipient"), name="one_delivery_per_recipient")]
+        constraints = [
+            models.UniqueConstraint(fields=("event", "recipient"), name="one_delivery_per_recipient")
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_id} -> {self.recipient_id}: {self.status}"
@@ -365,7 +377,9 @@ class Response(models.Model):
         DETAILS = "details", "details requested"
         TIMEOUT = "timeout", "timed out"
 
-    event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="responses")
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="responses"
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     user_id = models.BigIntegerField(db_index=True)
     username = models.CharField(max_length=200, blank=True)
@@ -389,7 +403,9 @@ class Response(models.Model):
 class AuditEntry(models.Model):
     """Who changed what and when; also refused access attempts and quarantined files."""
 
-    actor = models.CharField(max_length=200, help_text="A username, 'telegram:<id>', 'auto-tuner' or 'bridge'.")
+    actor = models.CharField(
+        max_length=200, help_text="A username, 'telegram:<id>', 'auto-tuner' or 'bridge'."
+    )
     action = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=200, blank=True)
@@ -421,7 +437,9 @@ class QueueEntry(models.Model):
     """
 
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="queue_entries")
-    lane = models.PositiveSmallIntegerField(default=Priority.NORMAL, help_text="Higher lanes are claimed first.")
+    lane = models.PositiveSmallIntegerField(
+        default=Priority.NORMAL, help_text="Higher lanes are claimed first."
+    )
     payload = models.BinaryField(help_text="The serialized event, zstd-compressed above the threshold.")
     compressed = models.BooleanField(default=False)
     deliveries = models.PositiveIntegerField(default=0, help_text="How many times it has been claimed.")
@@ -435,6 +453,9 @@ class QueueEntry(models.Model):
     class Meta:
         indexes = [models.Index(fields=("dead", "lane", "available_at"), name="queue_claim_idx")]
         verbose_name_plural = "queue entries"
+
+    def __str__(self) -> str:
+        return f"queue entry {self.pk} (lane {self.lane})"
 
 
 class Worker(models.Model):

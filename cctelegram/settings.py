@@ -32,7 +32,9 @@ CC_TELEGRAM_RESPONSES_DIR = env_path("CC_TELEGRAM_RESPONSES_DIR", CC_TELEGRAM_HO
 try:
     CC_TELEGRAM_HOME.mkdir(parents=True, exist_ok=True)
 except OSError as exc:
-    raise ImproperlyConfigured(f"CC_TELEGRAM_HOME={str(CC_TELEGRAM_HOME)!r} cannot be created: {exc}") from exc
+    raise ImproperlyConfigured(
+        f"CC_TELEGRAM_HOME={str(CC_TELEGRAM_HOME)!r} cannot be created: {exc}"
+    ) from exc
 
 # --- Telegram ----------------------------------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = env_secret("TELEGRAM_BOT_TOKEN")
@@ -123,7 +125,9 @@ def _database(url: str) -> dict:
     if parts.scheme in ("sqlite", "sqlite3"):
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path) or ":memory:"}
     if not parts.path.strip("/"):
-        raise ImproperlyConfigured("DATABASE_URL has no database name (expected postgres://user@host:port/name)")
+        raise ImproperlyConfigured(
+            "DATABASE_URL has no database name (expected postgres://user@host:port/name)"
+        )
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")),
@@ -158,7 +162,9 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cctelegram"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cctelegram"}
+    }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Auth, i18n, static ------------------------------------------------------------------------------------------
