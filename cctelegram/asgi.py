@@ -1,5 +1,5 @@
-"""ASGI entry point: HTTP (Django), websockets (dashboard, behind login and origin checks), and the channel
-worker that hosts the bridge pipeline."""
+"""ASGI entry point: HTTP (Django, plus the sandbox's Bot API emulator) and websockets (the dashboard, behind
+login and origin checks)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,19 @@ django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
-from bridge.routing import channel_routes, websocket_routes  # noqa: E402
+from cctelegram.routing import websocket_routes  # noqa: E402
+
+http_app = django_asgi_app
+if settings.CC_TELEGRAM_SANDBOX:
+    from bridge.sandbox.mount import with_emulator
+
+    http_app = with_emulator(django_asgi_app)
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_routes))),
-        "channel": channel_routes,
     }
 )

@@ -39,10 +39,21 @@ except OSError as exc:
 # --- Telegram ----------------------------------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = env_secret("TELEGRAM_BOT_TOKEN")
 TELEGRAM_ALLOWED_USERS = env_int_list("TELEGRAM_ALLOWED_USERS")
-TELEGRAM_API_BASE_URL = env_str("TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot")
 TELEGRAM_WEBHOOK_SECRET = env_secret("TELEGRAM_WEBHOOK_SECRET")
+# Port of the web process (`manage.py up`, daphne): the sandbox's Bot API lives there.
+CC_TELEGRAM_PORT = env_int("CC_TELEGRAM_PORT", 8000, minimum=1, maximum=65535)
 # No token: the built-in Bot API emulator stands in for Telegram, with a chat page at /sandbox/.
 CC_TELEGRAM_SANDBOX = not TELEGRAM_BOT_TOKEN
+# The emulator's own token: it is a local stand-in, so a fixed, public value is no secret.
+CC_TELEGRAM_SANDBOX_TOKEN = "1000000001:CCTelegramSandbox-localOnly"
+TELEGRAM_API_BASE_URL = env_str(
+    "TELEGRAM_API_BASE_URL",
+    f"http://127.0.0.1:{CC_TELEGRAM_PORT}/sandbox/bot"
+    if CC_TELEGRAM_SANDBOX
+    else "https://api.telegram.org/bot",
+)
+# Connections to the Bot API: one send in flight per connection.
+CC_TELEGRAM_POOL_SIZE = env_int("CC_TELEGRAM_POOL_SIZE", 16, minimum=1, maximum=512)
 CC_TELEGRAM_MESSAGE_STYLE = env_str("CC_TELEGRAM_MESSAGE_STYLE", "concise", choices=("concise", "detailed"))
 CC_TELEGRAM_TIMEZONE = env_timezone("CC_TELEGRAM_TIMEZONE", "UTC")
 CC_TELEGRAM_METRICS_TOKEN = env_secret("CC_TELEGRAM_METRICS_TOKEN")
@@ -146,6 +157,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: the durable queue, the channel layer, the cache and shared rate limits ------------------------------
 REDIS_URL = env_url("REDIS_URL", "CC_TELEGRAM_REDIS_URL", schemes=("redis", "rediss", "unix"))
+# Every Redis key of the bridge starts with this (queue streams, rate buckets, locks); one Redis can serve
+# several installations with different prefixes.
+CC_TELEGRAM_REDIS_PREFIX = env_str("CC_TELEGRAM_REDIS_PREFIX", "cct")
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -190,5 +204,10 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("CC_TELEGRAM_LOG_LEVEL", "INFO").upper()},
     # httpx logs every request URL at INFO, and the Bot API URL carries the token.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # watchfiles logs every change it sees at INFO: thousands of lines an hour on a busy events folder.
+        "watchfiles": {"level": "WARNING"},
+    },
 }

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+pytest_plugins = ["tests.emulator_fixtures"]
+
 
 @pytest.fixture
 def redis_url() -> str:
@@ -34,3 +36,25 @@ def folders(settings, tmp_path):
     settings.CC_TELEGRAM_EVENTS_DIR.mkdir()
     settings.CC_TELEGRAM_RESPONSES_DIR.mkdir()
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _own_redis_keys(settings, key_prefix):
+    """Queue streams and rate buckets of this test's own, whatever Redis the suite shares."""
+    settings.CC_TELEGRAM_REDIS_PREFIX = key_prefix
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_worker_connections(django_db_setup, django_db_blocker):
+    """Code under test talks to the database from worker threads (sync_to_async); their PostgreSQL sessions
+    would keep the test database from being dropped at the end."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -12,8 +12,6 @@ from bridge.queue.base import LANES, Claimed, DeadLetter, DurableQueue, NewEntry
 
 __all__ = ["LANES", "Claimed", "DeadLetter", "DurableQueue", "NewEntry", "QueueError", "get_queue"]
 
-DEFAULT_PREFIX = "cct:queue"
-
 
 def get_queue(*, compressor: Compressor | None = None, **options: Any) -> DurableQueue:
     """A new queue on the configured backend; the caller closes it.
@@ -27,7 +25,7 @@ def get_queue(*, compressor: Compressor | None = None, **options: Any) -> Durabl
     if settings.REDIS_URL:
         from bridge.queue.redis_streams import RedisStreamsQueue
 
-        options.setdefault("prefix", getattr(settings, "CC_TELEGRAM_QUEUE_PREFIX", DEFAULT_PREFIX))
+        options.setdefault("prefix", f"{settings.CC_TELEGRAM_REDIS_PREFIX}:queue")
         return RedisStreamsQueue.from_url(settings.REDIS_URL, compressor=compressor, **options)
     from bridge.queue.database import DatabaseQueue
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -15,10 +17,16 @@ class Command(BaseCommand):
     help = "Migrate, then serve the web UI and run the bridge pipeline in this one process (Ctrl-C stops)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default: localhost only).")
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="Interface to listen on (default: localhost only)."
+        )
+        parser.add_argument("--port", type=int, default=None, help="Default: CC_TELEGRAM_PORT (8000).")
 
-    def handle(self, *args, host: str, port: int, **options):
+    def handle(self, *args, host: str, port: int | None, **options):
+        port = port or settings.CC_TELEGRAM_PORT
+        if settings.CC_TELEGRAM_SANDBOX and not os.environ.get("TELEGRAM_API_BASE_URL"):
+            # The sandbox's Bot API is served by this very process, on the port chosen here.
+            settings.TELEGRAM_API_BASE_URL = f"http://127.0.0.1:{port}/sandbox/bot"
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin_user()
         seed_from_environment()
@@ -30,10 +38,36 @@ class Command(BaseCommand):
 
         base = f"http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
 
+        from twisted.internet import defer, reactor
+
+        from bridge.pipeline import Pipeline
+        from bridge.telegram.send import build_sender
+        from bridge.worker import WorkerHost
+
+        bridge = WorkerHost(Pipeline(sender_factory=build_sender))
+
+        async def start_bridge() -> None:
+            try:
+                await bridge.start()
+            except Exception as exc:
+                self.stderr.write(f"the bridge pipeline could not start: {exc}")
+                reactor.stop()
+
+        def stop_bridge():
+            # Drain the pipeline before the reactor (and its event loop) stops.
+            return defer.Deferred.fromFuture(asyncio.ensure_future(bridge.stop()))
+
         def ready() -> None:
+            asyncio.get_event_loop().create_task(start_bridge())
+            reactor.addSystemEventTrigger("before", "shutdown", stop_bridge)
             self.stdout.write(self.style.SUCCESS("CCTelegram is up."))
             self.stdout.write(f"  admin:      {base}/admin/")
             self.stdout.write(f"  health:     {base}/health")
+            if settings.CC_TELEGRAM_SANDBOX:
+                self.stdout.write(
+                    f"  sandbox:    {base}/sandbox/  (no TELEGRAM_BOT_TOKEN: the built-in emulator)"
+                )
+            self.stdout.write(f"  events in:  {settings.CC_TELEGRAM_EVENTS_DIR}")
             self.stdout.write(self._login_hint())
             self.stdout.write("Ctrl-C stops.")
 

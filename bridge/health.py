@@ -1,0 +1,122 @@
+"""Health: the figures /health reports, computed from the database, the workers' heartbeats and this process."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+import psutil
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Count, Max, Q, Sum
+from django.utils import timezone
+
+from bridge.models import Delivery, Event, Worker
+
+STARTED = time.time()
+# A worker that has not written its heartbeat for this long is presumed gone (it beats every 2 s).
+WORKER_STALE = timedelta(seconds=30)
+ERROR_WINDOW = timedelta(hours=1)
+WARNING_ERROR_RATE, CRITICAL_ERROR_RATE = 5.0, 50.0
+WARNING_QUEUE_DEPTH = 1000
+
+_process = psutil.Process()
+
+
+@dataclass
+class Health:
+    status: str
+    uptime_seconds: float
+    memory_usage_mb: float
+    cpu_usage_percent: float
+    events_processed: int
+    error_rate_percent: float
+    queue_depth: int
+    last_delivery: str | None
+    workers: int
+    problems: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def database_ok() -> bool:
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        return False
+
+
+def redis_ok() -> bool | None:
+    """None when no Redis is configured."""
+    if not settings.REDIS_URL:
+        return None
+    import redis
+
+    try:
+        return bool(
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+        )
+    except (redis.RedisError, OSError):
+        return False
+
+
+def live_workers() -> int:
+    return Worker.objects.filter(heartbeat_at__gte=timezone.now() - WORKER_STALE).count()
+
+
+def check() -> Health:
+    """The whole picture; status is critical when the database is unreachable or most sends fail."""
+    memory = _process.memory_info().rss / 1_048_576
+    cpu = _process.cpu_percent(interval=None)
+    base = {"uptime_seconds": round(time.time() - STARTED, 1), "memory_usage_mb": round(memory, 1)}
+    if not database_ok():
+        return Health(
+            status="critical",
+            cpu_usage_percent=cpu,
+            events_processed=0,
+            error_rate_percent=0.0,
+            queue_depth=0,
+            last_delivery=None,
+            workers=0,
+            problems=["database unreachable"],
+            **base,
+        )
+    since = timezone.now() - ERROR_WINDOW
+    recent = Delivery.objects.filter(updated_at__gte=since).aggregate(
+        total=Count("pk", filter=~Q(status=Delivery.Status.SUPPRESSED)),
+        failed=Count("pk", filter=Q(status__in=(Delivery.Status.DEAD, Delivery.Status.FAILED))),
+    )
+    total, failed = recent["total"] or 0, recent["failed"] or 0
+    error_rate = round(100.0 * failed / total, 2) if total else 0.0
+    alive = Worker.objects.filter(heartbeat_at__gte=timezone.now() - WORKER_STALE)
+    workers = alive.count()
+    depth = alive.aggregate(depth=Sum("queue_depth"))["depth"] or 0
+    last = Delivery.objects.filter(status=Delivery.Status.SENT).aggregate(last=Max("sent_at"))["last"]
+    problems = []
+    if workers == 0:
+        problems.append("no bridge worker has reported in the last 30 s")
+    if error_rate >= WARNING_ERROR_RATE:
+        problems.append(f"{error_rate}% of deliveries failed in the last hour")
+    if depth > WARNING_QUEUE_DEPTH:
+        problems.append(f"{depth} events waiting in the queue")
+    if redis_ok() is False:
+        problems.append("Redis unreachable")
+    status = "critical" if error_rate >= CRITICAL_ERROR_RATE or redis_ok() is False else "healthy"
+    if status == "healthy" and problems:
+        status = "warning"
+    return Health(
+        status=status,
+        cpu_usage_percent=cpu,
+        events_processed=Event.objects.filter(status__in=(Event.Status.DONE, Event.Status.FAILED)).count(),
+        error_rate_percent=error_rate,
+        queue_depth=depth,
+        last_delivery=last.isoformat() if last else None,
+        workers=workers,
+        problems=problems,
+        **base,
+    )

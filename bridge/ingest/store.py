@@ -1,0 +1,121 @@
+"""Store: typed events in, durable Event rows and queue entries out, duplicates recognised by event_id."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+
+from bridge.events.schema import Event
+from bridge.models import Event as EventRow
+from bridge.queue.base import NewEntry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    event_id: str
+    pk: int
+    duplicate: bool
+
+
+class EventStore:
+    """Makes events durable: when ``store`` returns, each event has its row and (unless it is a duplicate) its
+    queue entry, so the caller may delete the file it came from."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    async def store(self, events: Sequence[Event]) -> list[Stored]:
+        """One Stored per event, in order. Raises QueueError (or a DatabaseError) when either write failed; rows
+        written before the failure are queued by the next attempt."""
+        if not events:
+            return []
+        rows, fresh = await sync_to_async(_insert_rows)(events)
+        # Several events in one batch can share an event_id (the same file twice, or one explicit id): queue the
+        # first, the one whose row was stored.
+        unique: dict[str, NewEntry] = {}
+        for e in events:
+            if e.event_id in fresh and e.event_id not in unique:
+                unique[e.event_id] = NewEntry(
+                    event_pk=rows[e.event_id], event_id=e.event_id, lane=int(e.priority), payload=e.to_json()
+                )
+        accepted = set()
+        if unique:
+            entries = list(unique.values())
+            ids = await self.queue.enqueue_batch(entries)
+            accepted = {
+                entry.event_id for entry, entry_id in zip(entries, ids, strict=True) if entry_id is not None
+            }
+        seen: set[str] = set()
+        results = []
+        for event in events:
+            first = event.event_id in accepted and event.event_id not in seen
+            seen.add(event.event_id)
+            results.append(Stored(event.event_id, rows[event.event_id], duplicate=not first))
+        return results
+
+
+def _insert_rows(events: Sequence[Event]) -> tuple[dict[str, int], set[str]]:
+    """Insert the rows not there yet. Returns every event's pk and the ids that still need a queue entry:
+    new rows, and rows still queued (a crash between their insert and their enqueue, or another worker storing the
+    same event right now); the queue's own dedup keeps the latter from being queued twice.
+
+    One read and one short write transaction per batch: the read needs no transaction, because a row inserted by
+    another worker in between makes the insert fail and the one-by-one fallback sort it out.
+    """
+    existing: dict[str, int] = {}
+    pending: set[str] = set()
+    found = EventRow.objects.filter(event_id__in={e.event_id for e in events}).values_list(
+        "event_id", "pk", "status"
+    )
+    for event_id, pk, status in found:
+        existing[event_id] = pk
+        if status == EventRow.Status.QUEUED:
+            pending.add(event_id)
+    new_rows: dict[str, EventRow] = {}
+    for event in events:
+        if event.event_id not in existing and event.event_id not in new_rows:
+            new_rows[event.event_id] = _row(event)
+    if not new_rows:
+        return existing, pending
+    try:
+        with transaction.atomic():
+            created = EventRow.objects.bulk_create(new_rows.values())
+    except IntegrityError:
+        # Another worker stored some of these between our read and our insert: one by one, each on its own.
+        created = []
+        for row in new_rows.values():
+            obj, made = EventRow.objects.get_or_create(event_id=row.event_id, defaults=_fields(row))
+            if made:
+                created.append(obj)
+            else:
+                existing[obj.event_id] = obj.pk
+                if obj.status == EventRow.Status.QUEUED:
+                    pending.add(obj.event_id)
+    rows = existing | {row.event_id: row.pk for row in created}
+    return rows, pending | {row.event_id for row in created}
+
+
+def _row(event: Event) -> EventRow:
+    return EventRow(
+        event_id=event.event_id,
+        type=event.type,
+        category=event.category,
+        source=event.source[:200],
+        task_id=event.task_id[:200],
+        title=event.title,
+        description=event.description,
+        data=event.data,
+        priority=int(event.priority),
+        origin=event.origin,
+        timestamp=event.timestamp,
+    )
+
+
+def _fields(row: EventRow) -> dict:
+    return {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields if f.attname not in ("id",)}

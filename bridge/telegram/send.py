@@ -1,0 +1,412 @@
+"""The sender: claimed queue entries -> deliveries -> per-chat outboxes -> Telegram, within the rate limits.
+
+Contract with the stages around it: the transport either returns or raises TransportError saying whether the
+failure is permanent; the sender decides what follows (retry with backoff, wait out a 429, follow a chat migration,
+dead-letter) and records every outcome before the queue entry is acked, so a crash at any point resends at most
+what was not yet recorded as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+
+from bridge import deliveries, metrics
+from bridge.events.schema import Event
+from bridge.models import Delivery
+from bridge.queue.base import Claimed, DurableQueue
+from bridge.routing import Target, route
+from bridge.telegram.breaker import CircuitBreaker
+from bridge.telegram.format import render, render_digest
+from bridge.telegram.limits import RateLimiter, RateLimits
+from bridge.telegram.outbox import Job, Outbox
+from bridge.telegram.transport import TelegramTransport, TransportError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SendSettings:
+    """The BridgeSettings knobs the sender reads; replaced as a whole when an operator changes them."""
+
+    mode: str = "local"
+    style: str = "concise"
+    timezone: str = "UTC"
+    digest_threshold: int = 10
+    retry_attempts: int = 5
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 30.0
+    capacity: int = 100
+    batch_size: int = 100
+    targets_ttl: float = 5.0
+
+
+@dataclass(eq=False)
+class EntryTracker:
+    """A claimed queue entry and how many of its deliveries are still open."""
+
+    item: Claimed
+    event: Event
+    open: int
+
+
+class Sender:
+    def __init__(
+        self,
+        queue: DurableQueue,
+        transport: TelegramTransport,
+        limiter: RateLimiter,
+        breaker: CircuitBreaker,
+        *,
+        consumer: str,
+        settings: SendSettings | None = None,
+    ) -> None:
+        self.queue = queue
+        self.transport = transport
+        self.limiter = limiter
+        self.breaker = breaker
+        self.consumer = consumer
+        self.settings = settings or SendSettings()
+        self.outboxes: dict[int, Outbox] = {}
+        self._drainers: dict[int, asyncio.Task] = {}
+        self._open_entries: set[EntryTracker] = set()
+        self._room = asyncio.Condition()
+        self._targets: tuple[float, list[Target]] = (0.0, [])
+        self._tasks: set[asyncio.Task] = set()
+        self._running = False
+        self._lease_keeper: asyncio.Task | None = None
+        self.listeners: list = []  # callables(dict) told about every outcome (the dashboard)
+
+    # --- life cycle --------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Sign in to the Bot API, waiting out network trouble; raises TransportError for a bad token."""
+        delay = 0.1
+        while True:
+            try:
+                await self.transport.start()
+                break
+            except TransportError as error:
+                if error.permanent:
+                    raise
+                logger.warning("Bot API not reachable (%s); retrying in %.1f s", error.reason, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
+
+    async def close(self) -> None:
+        if self._lease_keeper is not None:
+            self._lease_keeper.cancel()
+            self._lease_keeper = None
+        await self.transport.close()
+
+    async def _keep_leases(self) -> None:
+        """Entries held while their chats wait out rate limits must not look abandoned to other workers."""
+        period = max(0.5, self.queue.visibility_timeout / 3)
+        while True:
+            await asyncio.sleep(period)
+            held = [tracker.item for tracker in self._open_entries]
+            if held:
+                try:
+                    await self.queue.extend(self.consumer, held)
+                except Exception:
+                    logger.warning("could not renew %d leases; retrying in %.1f s", len(held), period)
+
+    async def run(self) -> None:
+        self._running = True
+        while self._running:
+            try:
+                await self.claim_once(block_ms=500)
+            except Exception:
+                # Redis or the database away for a moment: back off, never die of it.
+                logger.exception("claiming from the queue failed; retrying in 1 s")
+                await asyncio.sleep(1)
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every claimed entry is settled; False on timeout."""
+        async with self._room:
+            try:
+                await asyncio.wait_for(self._room.wait_for(lambda: not self._open_entries), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop claiming, finish what is held for up to ``timeout``, then hand the rest back to the queue."""
+        self._running = False
+        if not await self.wait_idle(timeout):
+            for drainer in self._drainers.values():
+                drainer.cancel()
+            for tracker in list(self._open_entries):
+                await self.queue.retry_later(tracker.item, 0, "worker stopped before finishing")
+            self._open_entries.clear()
+
+    def apply(self, s) -> None:
+        """Take a BridgeSettings row: mode, style, retries, digests, rates and breaker, live."""
+        self.settings = SendSettings(
+            mode=s.mode,
+            style=s.message_style,
+            timezone=s.timezone,
+            digest_threshold=s.digest_threshold,
+            retry_attempts=s.retry_attempts,
+            retry_base_delay=s.retry_base_delay_ms / 1000,
+            retry_max_delay=s.retry_max_delay_ms / 1000,
+            capacity=s.pipeline_capacity,
+            batch_size=s.queue_batch_size,
+            targets_ttl=self.settings.targets_ttl,
+        )
+        self.limiter.update(
+            RateLimits(
+                global_per_second=s.rate_global_per_second,
+                per_chat_per_second=s.rate_per_chat_per_second,
+                per_group_per_minute=s.rate_per_group_per_minute,
+                adaptive=s.rate_adaptive,
+            )
+        )
+        self.breaker.update(
+            failure_threshold=s.breaker_failure_threshold,
+            window_seconds=s.breaker_window_seconds,
+            open_seconds=s.breaker_open_seconds,
+            half_open_successes=s.breaker_half_open_successes,
+        )
+
+    # --- the claim loop ----------------------------------------------------------------------------------------
+
+    async def claim_once(self, *, block_ms: int = 0) -> int:
+        """Claim what fits in the sender's capacity and hand it to the outboxes; returns how many were claimed."""
+        async with self._room:
+            await self._room.wait_for(lambda: len(self._open_entries) < self.settings.capacity)
+            room = self.settings.capacity - len(self._open_entries)
+        items = await self.queue.claim(self.consumer, min(room, self.settings.batch_size), block_ms=block_ms)
+        stale = await self.queue.reclaim_stale(self.consumer, count=max(1, room - len(items)))
+        for item in (*items, *stale):
+            await self._accept(item)
+        return len(items) + len(stale)
+
+    @property
+    def idle(self) -> bool:
+        return not self._open_entries
+
+    async def _accept(self, item: Claimed) -> None:
+        try:
+            event = Event.from_json(item.payload)
+        except ValueError as exc:
+            await self.queue.dead_letter(item, f"unreadable payload: {exc}")
+            return
+        routed = route(event, await self._current_targets(), self.settings.mode)
+        pending = await sync_to_async(deliveries.prepare)(item.event_pk, routed)
+        tracker = EntryTracker(item, event, open=len(pending))
+        if not pending:
+            await self._close(tracker)
+            return
+        self._open_entries.add(tracker)
+        for p in pending:
+            job = Job(p.delivery_pk, p.recipient_pk, p.chat_id, event, tracker, attempts=p.attempts)
+            self._enqueue(job)
+
+    async def _current_targets(self) -> list[Target]:
+        loaded_at, targets = self._targets
+        if time.monotonic() - loaded_at > self.settings.targets_ttl:
+            targets = await sync_to_async(deliveries.load_targets)()
+            self._targets = (time.monotonic(), targets)
+        return targets
+
+    def forget_targets(self) -> None:
+        """Recipients changed: read them again before the next routing."""
+        self._targets = (0.0, [])
+
+    # --- per-chat outboxes -------------------------------------------------------------------------------------
+    def _enqueue(self, job: Job, *, not_before: float = 0.0) -> None:
+        box = self.outboxes.setdefault(job.chat_id, Outbox())
+        box.put(job, not_before=not_before)
+        drainer = self._drainers.get(job.chat_id)
+        if drainer is None or drainer.done():
+            self._drainers[job.chat_id] = asyncio.create_task(
+                self._drain(job.chat_id), name=f"chat {job.chat_id}"
+            )
+        elif box.wakeup is not None:
+            box.wakeup.set()
+
+    async def _drain(self, chat_id: int) -> None:
+        box = self.outboxes[chat_id]
+        while len(box):
+            jobs = box.take(self.settings.digest_threshold)
+            if not jobs:
+                box.wakeup = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(box.wakeup.wait(), timeout=box.next_due_in())
+                box.wakeup = None
+                continue
+            try:
+                await self._deliver(chat_id, jobs)
+            except Exception:
+                logger.exception("sending to chat %s failed unexpectedly; retrying", chat_id)
+                for job in jobs:
+                    box.put(job, not_before=time.monotonic() + self.settings.retry_base_delay)
+        self.outboxes.pop(chat_id, None)
+        self._drainers.pop(chat_id, None)
+
+    async def _deliver(self, chat_id: int, jobs: list[Job]) -> None:
+        # Half-open lets one trial through at a time; everyone else waits for its verdict.
+        while not self.breaker.allow():
+            await asyncio.sleep(max(self.breaker.retry_in(), 0.05))
+        waited = await self.limiter.acquire(chat_id)
+        if waited:
+            metrics.RATE_LIMIT_WAIT_SECONDS.observe(waited)
+        digest = len(jobs) > 1
+        if digest:
+            parts, parse_mode, keyboard = (
+                render_digest([j.event for j in jobs], tz=self.settings.timezone),
+                "HTML",
+                None,
+            )
+        else:
+            rendered = render(jobs[0].event, style=self.settings.style, tz=self.settings.timezone)
+            parts, parse_mode = rendered.parts, rendered.parse_mode
+            keyboard = rendered.markup
+        started = time.perf_counter()
+        message_ids: list[int] = []
+        try:
+            for index, part in enumerate(parts):
+                if index:
+                    await self.limiter.acquire(chat_id)
+                last = index == len(parts) - 1
+                sent = await self.transport.send_message(
+                    chat_id, part, parse_mode=parse_mode, reply_markup=keyboard if last else None
+                )
+                message_ids.append(sent.message_id)
+        except TransportError as error:
+            metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
+            await self._failed(chat_id, jobs, error)
+            return
+        metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
+        self.breaker.record_success()
+        status = Delivery.Status.DIGESTED if digest else Delivery.Status.SENT
+        now = time.time()
+        outcomes = []
+        for job in jobs:
+            latency_ms = (now - job.entry.item.enqueued_at) * 1000
+            metrics.END_TO_END_SECONDS.observe(latency_ms / 1000)
+            outcome = deliveries.Outcome(
+                job.delivery_pk,
+                status,
+                job.attempts + 1,
+                message_ids=tuple(message_ids),
+                latency_ms=latency_ms,
+            )
+            outcomes.append((job, outcome))
+        metrics.MESSAGES.labels(outcome="digested" if digest else "sent").inc(len(jobs))
+        await self._settle(outcomes)
+
+    async def _failed(self, chat_id: int, jobs: list[Job], error: TransportError) -> None:
+        box = self.outboxes.setdefault(chat_id, Outbox())
+        if error.retry_after:
+            self.breaker.record_success()  # the Bot API answered: it is up, just busy
+            metrics.TELEGRAM_429.inc()
+            await self.limiter.penalize(chat_id, error.retry_after)
+            for job in jobs:  # Telegram asked us to wait: not the message's fault, no attempt used.
+                box.put(job, not_before=time.monotonic() + error.retry_after)
+            return
+        if error.migrate_to_chat_id:
+            for job in jobs:
+                await sync_to_async(deliveries.follow_migration)(job.recipient_pk, error.migrate_to_chat_id)
+                job.chat_id = error.migrate_to_chat_id
+                self._enqueue(job)
+            self.forget_targets()
+            return
+        if error.api_unavailable:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()  # the Bot API answered: it is up, whatever it said
+        outcomes = []
+        for job in jobs:
+            attempts = job.attempts + 1
+            if error.permanent or attempts > self.settings.retry_attempts:
+                metrics.MESSAGES.labels(outcome="dead").inc()
+                outcomes.append(
+                    (job, deliveries.Outcome(job.delivery_pk, Delivery.Status.DEAD, attempts, str(error)))
+                )
+            else:
+                metrics.MESSAGES.labels(outcome="retry").inc()
+                job.attempts = attempts
+                await sync_to_async(deliveries.record)(
+                    [deliveries.Outcome(job.delivery_pk, Delivery.Status.FAILED, attempts, str(error))]
+                )
+                box.put(job, not_before=time.monotonic() + self.backoff(attempts))
+        if outcomes:
+            await self._settle(outcomes)
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential with full jitter: spreads the retries of many chats instead of synchronising them."""
+        ceiling = min(self.settings.retry_max_delay, self.settings.retry_base_delay * 2 ** (attempts - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    # --- recording and acking ----------------------------------------------------------------------------------
+    async def _settle(self, outcomes: list[tuple[Job, deliveries.Outcome]]) -> None:
+        await sync_to_async(deliveries.record)([o for _, o in outcomes])
+        for job, outcome in outcomes:
+            self._notify(job, outcome)
+            job.entry.open -= 1
+            if job.entry.open == 0:
+                await self._close(job.entry)
+
+    async def _close(self, tracker: EntryTracker) -> None:
+        await sync_to_async(deliveries.finish_events)([tracker.item.event_pk])
+        await self.queue.ack([tracker.item])
+        metrics.EVENTS_PROCESSED.labels(type=metrics.type_label(tracker.event.type)).inc()
+        async with self._room:
+            self._open_entries.discard(tracker)
+            self._room.notify_all()
+
+    def _notify(self, job: Job, outcome: deliveries.Outcome) -> None:
+        for listener in self.listeners:
+            listener(
+                {
+                    "event_id": job.event.event_id,
+                    "type": job.event.type,
+                    "chat_id": job.chat_id,
+                    "status": outcome.status,
+                    "latency_ms": outcome.latency_ms,
+                    "error": outcome.error,
+                }
+            )
+
+
+def build_sender(pipeline) -> Sender:
+    """The sender for a worker: the configured Bot API (or the sandbox emulator), the process's shared limits."""
+    from django.conf import settings
+
+    from bridge.telegram.limits import LocalRateLimiter, RedisRateLimiter
+
+    transport = TelegramTransport(
+        bot_token(), base_url=settings.TELEGRAM_API_BASE_URL, pool_size=settings.CC_TELEGRAM_POOL_SIZE
+    )
+    if settings.REDIS_URL:
+        import redis.asyncio as aioredis
+
+        limiter = RedisRateLimiter(
+            aioredis.Redis.from_url(settings.REDIS_URL), prefix=f"{settings.CC_TELEGRAM_REDIS_PREFIX}:rate"
+        )
+    else:
+        limiter = LocalRateLimiter()
+    breaker = CircuitBreaker(on_state_change=_breaker_metric)
+    return Sender(pipeline.queue, transport, limiter, breaker, consumer=pipeline.name)
+
+
+def bot_token() -> str:
+    """TELEGRAM_BOT_TOKEN, or the sandbox's own token when the emulator stands in for Telegram."""
+    from django.conf import settings
+
+    return settings.TELEGRAM_BOT_TOKEN or settings.CC_TELEGRAM_SANDBOX_TOKEN
+
+
+_BREAKER_LEVELS = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def _breaker_metric(old, new) -> None:
+    metrics.BREAKER_STATE.set(_BREAKER_LEVELS.get(str(new), 0))

@@ -1,0 +1,321 @@
+"""The Bot API transport, against the project's emulator over real HTTP: results, and every error mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import traceback
+
+import pytest
+from redis.asyncio import Redis
+
+from bridge.telegram.emulator.faults import FaultRule
+from bridge.telegram.limits import LocalRateLimiter, RateLimits, RedisRateLimiter
+from bridge.telegram.transport import SentMessage, TelegramTransport, TransportError
+from tests.emulator_fixtures import TEST_TOKEN, emulator, emulator_server  # noqa: F401
+
+# python-telegram-bot warns about its own int retry_after when it builds RetryAfter; we accept both forms.
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+KEYBOARD = [
+    [{"text": "Approve", "callback_data": "approve_t1"}, {"text": "Deny", "callback_data": "deny_t1"}]
+]
+
+
+@pytest.fixture
+async def transport(emulator):  # noqa: F811
+    async with TelegramTransport(TEST_TOKEN, base_url=emulator.base_url, read_timeout=2.0) as transport:
+        yield transport
+
+
+def add_fault(emulator, **rule) -> None:  # noqa: F811
+    with emulator.state.lock:
+        emulator.state.faults.add(FaultRule.from_json(rule))
+
+
+async def send_error(
+    transport: TelegramTransport, chat_id: int = 42, text: str = "hello", **options
+) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        await transport.send_message(chat_id, text, **options)
+    return caught.value
+
+
+async def test_start_signs_in_with_get_me(transport):
+    assert transport.identity is not None
+    assert transport.identity.id == int(TEST_TOKEN.split(":")[0])
+    assert transport.identity.username
+
+
+async def test_send_message_returns_the_new_message(transport, emulator):  # noqa: F811
+    sent = await transport.send_message(42, "*Build* passed", parse_mode="MarkdownV2", reply_markup=KEYBOARD)
+
+    assert isinstance(sent, SentMessage)
+    assert sent.chat_id == 42 and sent.message_id > 0
+    message = emulator.state.last_message(42)
+    assert message["message_id"] == sent.message_id
+    assert message["text"] == "Build passed"
+    assert message["reply_markup"]["inline_keyboard"][0][1]["callback_data"] == "deny_t1"
+
+
+async def test_reply_to_a_missing_message_still_sends(transport, emulator):  # noqa: F811
+    first = await transport.send_message(42, "first")
+
+    reply = await transport.send_message(42, "reply", reply_to=first.message_id)
+    orphan = await transport.send_message(42, "orphan", reply_to=99_999)
+
+    assert emulator.state.last_message(42)["message_id"] == orphan.message_id
+    assert reply.message_id == first.message_id + 1
+
+
+@pytest.mark.parametrize("timedelta_form", [False, True], ids=["int", "timedelta"])
+async def test_flood_answer_is_temporary_with_retry_after(transport, emulator, monkeypatch, timedelta_form):  # noqa: F811
+    if timedelta_form:
+        monkeypatch.setenv("PTB_TIMEDELTA", "true")  # python-telegram-bot's future default
+    add_fault(emulator, method="sendMessage", status=429, retry_after=7)
+
+    error = await send_error(transport)
+
+    assert (error.permanent, error.reason, error.retry_after) == (False, "rate_limited", 7.0)
+    assert not error.global_limit
+
+
+async def test_flood_answer_without_a_chat_is_global(transport, emulator):  # noqa: F811
+    add_fault(emulator, method="answerCallbackQuery", status=429, retry_after=2)
+
+    with pytest.raises(TransportError) as caught:
+        await transport.answer_callback("123")
+
+    assert caught.value.global_limit and caught.value.retry_after == 2.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_temporary(transport, emulator, status):  # noqa: F811
+    add_fault(emulator, method="sendMessage", status=status)
+
+    error = await send_error(transport)
+
+    assert (error.permanent, error.reason, error.api_unavailable) == (False, "server_error", True)
+
+
+async def test_timeout_is_temporary(emulator):  # noqa: F811
+    add_fault(emulator, method="sendMessage", timeout=True, hold_ms=5000)
+    async with TelegramTransport(TEST_TOKEN, base_url=emulator.base_url, read_timeout=0.3) as transport:
+        error = await send_error(transport)
+
+    assert (error.permanent, error.reason, error.api_unavailable) == (False, "timeout", True)
+
+
+async def test_unreachable_api_is_temporary():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    transport = TelegramTransport(TEST_TOKEN, base_url=f"http://127.0.0.1:{port}/bot", connect_timeout=1)
+
+    with pytest.raises(TransportError) as caught:
+        await transport.start()
+
+    assert (caught.value.permanent, caught.value.reason) == (False, "network")
+    await transport.close()
+
+
+async def test_blocked_chat_is_permanent(transport, emulator):  # noqa: F811
+    emulator.state.configure_chat(43, "blocked")
+
+    error = await send_error(transport, 43)
+
+    assert (error.permanent, error.reason) == (True, "blocked")
+    assert "blocked" in error.message
+
+
+async def test_unknown_chat_is_permanent(transport, emulator):  # noqa: F811
+    emulator.state.configure_chat(44, "not_found")
+
+    error = await send_error(transport, 44)
+
+    assert (error.permanent, error.reason) == (True, "chat_not_found")
+
+
+@pytest.mark.parametrize(
+    ("text", "parse_mode"), [("*unclosed", "MarkdownV2"), ("x" * 5000, None), ("<b>open", "HTML")]
+)
+async def test_bad_requests_are_permanent(transport, text, parse_mode):
+    error = await send_error(transport, text=text, parse_mode=parse_mode)
+
+    assert (error.permanent, error.reason) == (True, "bad_request")
+
+
+async def test_malformed_keyboard_is_a_permanent_bad_request(transport):
+    error = await send_error(transport, reply_markup=[[{"callback_data": "no_text"}]])
+
+    assert (error.permanent, error.reason) == (True, "bad_request")
+
+
+async def test_migrated_group_names_the_supergroup(transport, emulator):  # noqa: F811
+    emulator.state.configure_chat(-45, "migrated", -1000000000045)
+
+    error = await send_error(transport, -45)
+
+    assert (error.permanent, error.reason, error.migrate_to_chat_id) == (False, "migrated", -1000000000045)
+
+
+@pytest.mark.parametrize("token", ["not-a-token", "42:short"])
+async def test_bad_token_at_start_is_permanent_and_not_echoed(emulator, token):  # noqa: F811
+    transport = TelegramTransport(token, base_url=emulator.base_url)
+
+    with pytest.raises(TransportError) as caught:
+        await transport.start()
+
+    assert (caught.value.permanent, caught.value.reason) == (True, "invalid_token")
+    assert token not in "".join(traceback.format_exception(caught.value))
+    await transport.close()
+
+
+def test_empty_token_is_refused_at_once():
+    with pytest.raises(TransportError) as caught:
+        TelegramTransport("")
+
+    assert caught.value.permanent
+
+
+async def test_edit_replaces_text_and_keyboard(transport, emulator):  # noqa: F811
+    sent = await transport.send_message(42, "Approve deploy?", reply_markup=KEYBOARD)
+
+    changed = await transport.edit_message(42, sent.message_id, "Approved ✅")
+
+    assert changed
+    message = emulator.state.last_message(42)
+    assert message["text"] == "Approved ✅" and "reply_markup" not in message
+
+
+async def test_edit_to_the_same_content_is_success(transport):
+    sent = await transport.send_message(42, "<b>same</b>", parse_mode="HTML", reply_markup=KEYBOARD)
+
+    changed = await transport.edit_message(
+        42, sent.message_id, "<b>same</b>", parse_mode="HTML", reply_markup=KEYBOARD
+    )
+    markup_changed = await transport.edit_reply_markup(42, sent.message_id, KEYBOARD)
+
+    assert changed is False and markup_changed is False
+
+
+async def test_edit_of_a_missing_message_is_permanent(transport):
+    with pytest.raises(TransportError) as caught:
+        await transport.edit_message(42, 12345, "nothing there")
+
+    assert caught.value.permanent
+
+
+async def test_keyboard_can_be_removed(transport, emulator):  # noqa: F811
+    sent = await transport.send_message(42, "choose", reply_markup=KEYBOARD)
+
+    assert await transport.edit_reply_markup(42, sent.message_id, None)
+    assert "reply_markup" not in emulator.state.last_message(42)
+
+
+async def test_reaction_action_and_callback_answer_reach_the_api(transport, emulator):  # noqa: F811
+    sent = await transport.send_message(42, "noted")
+    press = emulator.press(42, sent.message_id, "ack_t1")
+
+    await transport.set_reaction(42, sent.message_id, "⚡")
+    await transport.send_chat_action(42)
+    await transport.answer_callback(press["update"]["callback_query"]["id"], "Acknowledged")
+
+    methods = [call["method"] for call in emulator.state.call_log()]
+    assert {"setMessageReaction", "sendChatAction", "answerCallbackQuery"} <= set(methods)
+    assert emulator.state.answered_callbacks()[-1]["text"] == "Acknowledged"
+
+
+async def test_files_are_uploaded(transport, emulator, tmp_path):  # noqa: F811
+    report = tmp_path / "report.txt"
+    report.write_text("all green\n")
+
+    sent = await transport.send_document(42, report, caption="Test report")
+
+    message = emulator.state.last_message(42)
+    assert message["message_id"] == sent.message_id
+    assert message["document"]["file_name"] == "report.txt"
+    assert message["caption"] == "Test report"
+
+
+async def test_missing_file_is_permanent(transport, tmp_path):
+    with pytest.raises(TransportError) as caught:
+        await transport.send_photo(42, tmp_path / "nope.png")
+
+    assert (caught.value.permanent, caught.value.reason) == (True, "file_error")
+
+
+async def test_get_updates_returns_telegram_updates(transport, emulator):  # noqa: F811
+    emulator.say(42, "first reply")
+    emulator.say(42, "second reply")
+
+    updates = await transport.get_updates(timeout=0)
+    rest = await transport.get_updates(offset=updates[-1].update_id + 1, timeout=0)
+
+    assert [u.message.text for u in updates] == ["first reply", "second reply"]
+    assert rest == []
+
+
+async def test_polling_while_a_webhook_is_set_is_a_temporary_conflict(transport):
+    await transport.set_webhook("https://example.invalid/telegram/webhook/s3cret", "s3cret")
+
+    with pytest.raises(TransportError) as caught:
+        await transport.get_updates(timeout=0)
+    await transport.delete_webhook()
+
+    assert (caught.value.permanent, caught.value.reason) == (False, "conflict")
+    assert "webhook" in caught.value.message
+    assert await transport.get_updates(timeout=0) == []
+
+
+async def test_token_never_appears_in_logs(emulator, caplog, tmp_path):  # noqa: F811
+    # Everything at DEBUG, even the loggers the settings quiet because they print URLs.
+    for name in (None, "httpx", "httpcore", "telegram"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    report = tmp_path / "r.txt"
+    report.write_text("x")
+
+    async with TelegramTransport(TEST_TOKEN, base_url=emulator.base_url) as transport:
+        await transport.send_message(42, "hello")
+        await transport.send_document(42, report)
+        add_fault(emulator, method="sendMessage", status=502)
+        with pytest.raises(TransportError):
+            await transport.send_message(42, "hello")
+        await transport.get_updates(timeout=0)
+
+    logged = caplog.text + "".join(r.getMessage() for r in caplog.records)
+    assert {"httpx", "telegram.Bot"} <= {r.name for r in caplog.records}  # the loggers that carry URLs ran
+    assert "<token>/sendMessage" in logged
+    assert TEST_TOKEN not in logged
+    assert TEST_TOKEN.split(":")[1] not in logged
+
+
+@pytest.mark.parametrize("kind", ["local", "redis"])
+async def test_limited_sends_never_trip_flood_control(emulator, redis_url, key_prefix, kind):  # noqa: F811
+    """The limiter in front of the transport keeps under Telegram-like limits enforced by the emulator."""
+    with emulator.state.lock:
+        emulator.state.flood.config = emulator.state.flood.config.updated(
+            {"enabled": True, "per_chat_per_second": 1.0, "per_chat_burst": 1, "global_per_second": 5}
+        )
+    # The emulator shares this process (and its GIL) with the client, and CI runs suites side by side: requests
+    # of a burst have reached it more than the default 50 ms margin late, which is sized for a quiet loopback.
+    limits = RateLimits(global_per_second=5, per_chat_per_second=1, margin_seconds=0.15)
+    client = Redis.from_url(redis_url) if kind == "redis" else None
+    limiter = RedisRateLimiter(client, limits, prefix=key_prefix) if client else LocalRateLimiter(limits)
+
+    async with TelegramTransport(TEST_TOKEN, base_url=emulator.base_url) as transport:
+
+        async def send(chat_id: int, n: int) -> None:
+            await limiter.acquire(chat_id)
+            await transport.send_message(chat_id, f"event {n}")
+
+        await asyncio.gather(*(send(chat_id, n) for n in range(3) for chat_id in (1, 2, 3, 4, -5)))
+    if client:
+        await client.aclose()
+
+    stats = emulator.state.stats()
+    flood = stats.get("flood", stats)
+    assert flood["flood_429"] == 0, flood
+    assert flood["max_per_chat_per_second"] <= 1
+    assert flood["max_global_per_second"] <= 5
