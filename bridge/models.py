@@ -487,3 +487,55 @@ def bump_settings(actor: str, **changes) -> BridgeSettings:
         current.save()
         AuditEntry.record(actor, "settings.change", current, before=before, after=current.as_dict())
     return current
+
+
+class Approval(models.Model):
+    """An approval_request waiting for, or holding, its human decision.
+
+    The first valid answer decides; the buttons carry ``ref`` and are honoured only on the messages recorded in
+    ``messages`` (Telegram sets the pressed message, so callback data copied elsewhere decides nothing).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        DENIED = "denied", "denied"
+        EXPIRED = "expired", "expired"
+
+    event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="approval")
+    token = models.CharField(
+        max_length=32, unique=True, help_text="Unguessable ref used when the task id is not."
+    )
+    ref = models.CharField(max_length=64, db_index=True, help_text="What the buttons' callback data carry.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    option = models.CharField(max_length=200, blank=True, help_text="The option chosen, as its button said.")
+    decided_by = models.BigIntegerField(null=True, blank=True)
+    decided_by_name = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+    messages = models.JSONField(
+        default=list, blank=True, help_text="[chat_id, message_id] pairs it was sent as."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"approval {self.ref}: {self.status}"
+
+
+class SessionGrant(models.Model):
+    """ "Allow for this session": a tool approved for one Claude Code session until ``expires_at``."""
+
+    session_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=200)
+    granted_by = models.BigIntegerField()
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=("session_id", "tool_name"), name="one_grant_per_tool")]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} for session {self.session_id}"

@@ -19,8 +19,9 @@ from asgiref.sync import sync_to_async
 
 from bridge import deliveries, metrics
 from bridge.events.schema import Event
-from bridge.models import Delivery
+from bridge.models import Approval, Delivery
 from bridge.queue.base import Claimed, DurableQueue
+from bridge.replies.approvals import ensure_approval, remember_message
 from bridge.routing import Target, route
 from bridge.telegram.breaker import CircuitBreaker
 from bridge.telegram.format import render, render_digest
@@ -45,6 +46,7 @@ class SendSettings:
     capacity: int = 100
     batch_size: int = 100
     targets_ttl: float = 5.0
+    approval_timeout: int = 600
 
 
 @dataclass(eq=False)
@@ -54,6 +56,7 @@ class EntryTracker:
     item: Claimed
     event: Event
     open: int
+    approval: Approval | None = None
 
 
 class Sender:
@@ -159,6 +162,7 @@ class Sender:
             capacity=s.pipeline_capacity,
             batch_size=s.queue_batch_size,
             targets_ttl=self.settings.targets_ttl,
+            approval_timeout=s.approval_timeout_seconds,
         )
         self.limiter.update(
             RateLimits(
@@ -201,6 +205,10 @@ class Sender:
         routed = route(event, await self._current_targets(), self.settings.mode)
         pending = await sync_to_async(deliveries.prepare)(item.event_pk, routed)
         tracker = EntryTracker(item, event, open=len(pending))
+        if event.is_approval and pending:
+            tracker.approval = await sync_to_async(ensure_approval)(
+                item.event_pk, event, self.settings.approval_timeout
+            )
         if not pending:
             await self._close(tracker)
             return
@@ -266,7 +274,13 @@ class Sender:
                 None,
             )
         else:
-            rendered = render(jobs[0].event, style=self.settings.style, tz=self.settings.timezone)
+            approval = jobs[0].entry.approval
+            rendered = render(
+                jobs[0].event,
+                style=self.settings.style,
+                tz=self.settings.timezone,
+                token=approval.token if approval else None,
+            )
             parts, parse_mode = rendered.parts, rendered.parse_mode
             keyboard = rendered.markup
         started = time.perf_counter()
@@ -286,6 +300,8 @@ class Sender:
             return
         metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
         self.breaker.record_success()
+        if not digest and (approval := jobs[0].entry.approval) is not None:
+            await sync_to_async(remember_message)(approval.pk, chat_id, message_ids[-1])
         status = Delivery.Status.DIGESTED if digest else Delivery.Status.SENT
         now = time.time()
         outcomes = []
