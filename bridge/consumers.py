@@ -40,7 +40,7 @@ class BridgeWorkerConsumer(AsyncConsumer):
         await self.host.settings_changed(int(message.get("version", 0)))
 
     async def recipients_changed(self, message: dict) -> None:
-        self.host.recipients_changed()
+        await self.host.recipients_changed()
 
     async def delivery_retry(self, message: dict) -> None:
         await self.host.retry_event(int(message["event_pk"]))

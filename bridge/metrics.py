@@ -44,6 +44,9 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
 )
 TELEGRAM_429 = Counter("cc_telegram_429_total", "Too Many Requests answers from Telegram")
 BREAKER_STATE = Gauge("cc_telegram_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open")
+CACHE_REQUESTS = Counter(
+    "cc_telegram_cache_requests_total", "Tiered cache look-ups by tier (l1, l2) and result (hit, miss)", ["tier", "result"]
+)
 SETTINGS_VERSION = Gauge("cc_telegram_settings_version", "BridgeSettings version applied by this process")
 
 

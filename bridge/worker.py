@@ -84,9 +84,9 @@ class WorkerHost:
             logger.info("applied settings version %s", current.version)
             await self._beat()
 
-    def recipients_changed(self) -> None:
+    async def recipients_changed(self) -> None:
         if self.pipeline.sender is not None:
-            self.pipeline.sender.forget_targets()
+            await self.pipeline.sender.forget_targets()
 
     async def retry_event(self, event_pk: int) -> None:
         from bridge.operations import requeue_event

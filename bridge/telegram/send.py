@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 
 from bridge import deliveries, metrics
+from bridge.cache import TieredCache
 from bridge.events.schema import Event
 from bridge.models import Approval, Delivery
 from bridge.queue.base import Claimed, DurableQueue
@@ -69,6 +70,7 @@ class Sender:
         *,
         consumer: str,
         settings: SendSettings | None = None,
+        cache: TieredCache | None = None,
     ) -> None:
         self.queue = queue
         self.transport = transport
@@ -80,7 +82,7 @@ class Sender:
         self._drainers: dict[int, asyncio.Task] = {}
         self._open_entries: set[EntryTracker] = set()
         self._room = asyncio.Condition()
-        self._targets: tuple[float, list[Target]] = (0.0, [])
+        self.cache = cache or TieredCache()
         self._tasks: set[asyncio.Task] = set()
         self._running = False
         self._lease_keeper: asyncio.Task | None = None
@@ -101,6 +103,7 @@ class Sender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         self._lease_keeper = asyncio.create_task(self._keep_leases(), name="lease keeper")
+        await self._current_targets()  # warm the cache before the first event arrives
 
     async def close(self) -> None:
         if self._lease_keeper is not None:
@@ -164,6 +167,11 @@ class Sender:
             targets_ttl=self.settings.targets_ttl,
             approval_timeout=s.approval_timeout_seconds,
         )
+        self.cache.configure(
+            max_entries=s.cache_max_entries,
+            ttl_seconds=s.cache_ttl_seconds,
+            validate_checksums=s.cache_validate_checksums,
+        )
         self.limiter.update(
             RateLimits(
                 global_per_second=s.rate_global_per_second,
@@ -218,15 +226,22 @@ class Sender:
             self._enqueue(job)
 
     async def _current_targets(self) -> list[Target]:
-        loaded_at, targets = self._targets
-        if time.monotonic() - loaded_at > self.settings.targets_ttl:
-            targets = await sync_to_async(deliveries.load_targets)()
-            self._targets = (time.monotonic(), targets)
-        return targets
+        return await self.cache.get_or_load(
+            "targets", sync_to_async(deliveries.load_targets), shared=True, ttl=self.settings.targets_ttl
+        )
 
-    def forget_targets(self) -> None:
+    async def forget_targets(self) -> None:
         """Recipients changed: read them again before the next routing."""
-        self._targets = (0.0, [])
+        await self.cache.invalidate("targets", shared=True)
+
+    async def _render(self, event: Event, token: str | None):
+        """Rendered once per event, whatever the number of recipients it goes to."""
+        key = f"render:{event.event_id}:{self.settings.style}:{self.settings.timezone}:{token}"
+
+        async def load():
+            return render(event, style=self.settings.style, tz=self.settings.timezone, token=token)
+
+        return await self.cache.get_or_load(key, load)
 
     # --- per-chat outboxes -------------------------------------------------------------------------------------
     def _enqueue(self, job: Job, *, not_before: float = 0.0) -> None:
@@ -275,12 +290,7 @@ class Sender:
             )
         else:
             approval = jobs[0].entry.approval
-            rendered = render(
-                jobs[0].event,
-                style=self.settings.style,
-                tz=self.settings.timezone,
-                token=approval.token if approval else None,
-            )
+            rendered = await self._render(jobs[0].event, approval.token if approval else None)
             parts, parse_mode = rendered.parts, rendered.parse_mode
             keyboard = rendered.markup
         started = time.perf_counter()
@@ -333,7 +343,7 @@ class Sender:
                 await sync_to_async(deliveries.follow_migration)(job.recipient_pk, error.migrate_to_chat_id)
                 job.chat_id = error.migrate_to_chat_id
                 self._enqueue(job)
-            self.forget_targets()
+            await self.forget_targets()
             return
         if error.api_unavailable:
             self.breaker.record_failure()
@@ -411,7 +421,13 @@ def build_sender(pipeline) -> Sender:
     else:
         limiter = LocalRateLimiter()
     breaker = CircuitBreaker(on_state_change=_breaker_metric)
-    return Sender(pipeline.queue, transport, limiter, breaker, consumer=pipeline.name)
+    from django.core.cache import caches
+
+    cache = TieredCache(
+        l2=caches["default"] if settings.REDIS_URL else None,
+        namespace=f"{settings.CC_TELEGRAM_REDIS_PREFIX}:cache",
+    )
+    return Sender(pipeline.queue, transport, limiter, breaker, consumer=pipeline.name, cache=cache)
 
 
 def bot_token() -> str:
