@@ -25,17 +25,16 @@ def quarantine(path: Path, events_dir: Path, *, code: str, reason: str) -> Path 
     so a failure to move is logged and the note is still written.
     """
     target_dir = failed_dir(events_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = _free_name(target_dir, path.name)
     try:
-        size = path.lstat().st_size
-        # rename() moves a symlink itself, never the file it points to.
-        os.rename(path, target)
+        size: int | None = path.lstat().st_size
+        target = _move(path, target_dir)
     except FileNotFoundError:
         return None
     except OSError as exc:
         logger.error("could not move %s to %s: %s", path.name, target_dir, exc)
         size, target = None, path
+    if target is None:
+        return None
     note = {
         "file": path.name,
         "quarantined_as": target.name,
@@ -47,11 +46,28 @@ def quarantine(path: Path, events_dir: Path, *, code: str, reason: str) -> Path 
     note_path = target_dir / f"{target.name}.error.json"
     tmp = note_path.with_name(f".{note_path.name}.tmp")
     try:
+        target_dir.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(note, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, note_path)
     except OSError as exc:
         logger.error("could not write quarantine note for %s: %s", path.name, exc)
     logger.warning("quarantined %s: %s", path.name, reason)
+    return target
+
+
+def _move(path: Path, target_dir: Path) -> Path | None:
+    """Rename ``path`` into ``target_dir`` under a free name; None when it vanished first. The folder is made by
+    the first real quarantine, so files that merely vanish leave no empty events/failed/ behind."""
+    target = _free_name(target_dir, path.name)
+    try:
+        # rename() moves a symlink itself, never the file it points to.
+        os.rename(path, target)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            return None
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = _free_name(target_dir, path.name)
+        os.rename(path, target)
     return target
 
 
