@@ -6,6 +6,9 @@ import sys
 
 
 def main() -> None:
+    # The MCP server starts with every agent session: it loads only the bridge app (lean and quick to start).
+    if sys.argv[1:2] == ["mcp_server"]:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bridge.mcp.settings")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cctelegram.settings")
     from django.core.management import execute_from_command_line
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import zstandard
 
+from bridge import metrics
+
 MIN_LEVEL = 1
 MAX_LEVEL = 22
 
@@ -72,6 +74,10 @@ class Compressor:
         started = time.perf_counter()
         out = self._compressor(self._level).compress(data)
         seconds = time.perf_counter() - started
+        metrics.COMPRESSION_SECONDS.observe(seconds)
+        metrics.COMPRESSION_RATIO.observe(min(1.0, len(out) / len(data)) if data else 1.0)
+        metrics.COMPRESSION_IN.inc(len(data))
+        metrics.COMPRESSION_OUT.inc(min(len(out), len(data)))
         if len(out) >= len(data):
             self._count(len(data), len(data), raw=True, seconds=seconds)
             return data, False

@@ -12,7 +12,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from bridge.models import Delivery, Event, Worker
+from bridge.models import Delivery, Event, PollerState, Worker
 
 STARTED = time.time()
 # A worker that has not written its heartbeat for this long is presumed gone (it beats every 2 s).
@@ -20,6 +20,8 @@ WORKER_STALE = timedelta(seconds=30)
 ERROR_WINDOW = timedelta(hours=1)
 WARNING_ERROR_RATE, CRITICAL_ERROR_RATE = 5.0, 50.0
 WARNING_QUEUE_DEPTH = 1000
+# A poller error older than this, or followed by a good poll, is history rather than a problem.
+POLLER_ERROR_FRESH = timedelta(minutes=2)
 
 _process = psutil.Process()
 
@@ -36,6 +38,7 @@ class Health:
     last_delivery: str | None
     workers: int
     problems: list[str]
+    poller: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +70,32 @@ def redis_ok() -> bool | None:
 
 def live_workers() -> int:
     return Worker.objects.filter(heartbeat_at__gte=timezone.now() - WORKER_STALE).count()
+
+
+def poller_status() -> dict | None:
+    """Who polls Telegram for updates and how that goes; None before any worker polled.
+
+    ``problem`` is set while the latest attempt failed recently: a 409 conflict (another program polls the bot's
+    token, or a webhook is set) or Telegram unreachable.
+    """
+    state = PollerState.objects.order_by("-updated_at").first()
+    if state is None:
+        return None
+    failing = (
+        bool(state.last_error)
+        and state.last_error_at is not None
+        and timezone.now() - state.last_error_at < POLLER_ERROR_FRESH
+        and (state.last_poll_at is None or state.last_error_at > state.last_poll_at)
+    )
+    return {
+        "bot_id": state.bot_id,
+        "holder": state.holder,
+        "next_offset": state.next_offset,
+        "last_poll_at": state.last_poll_at.isoformat() if state.last_poll_at else None,
+        "last_error": state.last_error,
+        "last_error_at": state.last_error_at.isoformat() if state.last_error_at else None,
+        "problem": state.last_error if failing else None,
+    }
 
 
 def check() -> Health:
@@ -106,6 +135,9 @@ def check() -> Health:
         problems.append(f"{depth} events waiting in the queue")
     if redis_ok() is False:
         problems.append("Redis unreachable")
+    poller = poller_status()
+    if poller is not None and poller["problem"]:
+        problems.append(f"receiving updates: {poller['problem']}")
     status = "critical" if error_rate >= CRITICAL_ERROR_RATE or redis_ok() is False else "healthy"
     if status == "healthy" and problems:
         status = "warning"
@@ -118,5 +150,6 @@ def check() -> Health:
         last_delivery=last.isoformat() if last else None,
         workers=workers,
         problems=problems,
+        poller=poller,
         **base,
     )

@@ -20,6 +20,11 @@ class Mode(models.TextChoices):
     MUTED = "muted", "muted: only approvals and critical alerts"
 
 
+class UpdatesMode(models.TextChoices):
+    POLLING = "polling", "polling: one worker long-polls getUpdates"
+    WEBHOOK = "webhook", "webhook: Telegram posts updates to the web process"
+
+
 class MessageStyle(models.TextChoices):
     CONCISE = "concise", "concise"
     DETAILED = "detailed", "detailed"
@@ -62,6 +67,20 @@ class BridgeSettings(models.Model):
         default=600,
         validators=_range(10, 86_400),
         help_text="How long an approval waits for an answer before it expires and the agent falls back to its own prompt.",
+    )
+    session_grant_seconds = models.PositiveIntegerField(
+        default=3600,
+        validators=_range(60, 604_800),
+        help_text="How long “Allow for this session” lets the same tool run in the same Claude Code session without "
+        "asking again. Longer means fewer interruptions and less oversight.",
+    )
+    updates_mode = models.CharField(
+        max_length=8,
+        choices=UpdatesMode.choices,
+        default=UpdatesMode.POLLING,
+        help_text="How button presses and replies arrive. polling works anywhere (no public address) and costs one "
+        "held connection; webhook needs TELEGRAM_WEBHOOK_URL (public HTTPS) and TELEGRAM_WEBHOOK_SECRET, and "
+        "answers arrive at the web process without polling delay.",
     )
 
     # Compression
@@ -346,7 +365,7 @@ class Delivery(models.Model):
     message_ids = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     latency_ms = models.FloatField(
         null=True, blank=True, help_text="From the event's arrival to Telegram's answer."
     )
@@ -376,6 +395,7 @@ class Response(models.Model):
         ACKNOWLEDGED = "acknowledged", "acknowledged"
         DETAILS = "details", "details requested"
         TIMEOUT = "timeout", "timed out"
+        ANSWERED = "answered", "another option chosen"
 
     event = models.ForeignKey(
         Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="responses"
@@ -386,11 +406,22 @@ class Response(models.Model):
     first_name = models.CharField(max_length=200, blank=True)
     callback_data = models.CharField(max_length=64, blank=True)
     message_text = models.TextField(blank=True)
+    message_type = models.CharField(
+        max_length=16,
+        blank=True,
+        help_text="text, or other for a message without text (its caption is kept).",
+    )
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True, db_index=True)
     task_id = models.CharField(max_length=200, blank=True, db_index=True)
     original_message_id = models.BigIntegerField(null=True, blank=True)
     file_name = models.CharField(max_length=255, blank=True, help_text="The response file written, if any.")
     file_error = models.TextField(blank=True, help_text="Why the response file could not be written yet.")
+    update_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="Telegram's update id: an update seen twice is handled once.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -468,6 +499,14 @@ class Worker(models.Model):
     heartbeat_at = models.DateTimeField(db_index=True)
     settings_version = models.PositiveIntegerField(default=0)
     queue_depth = models.PositiveIntegerField(default=0)
+    memory_mb = models.FloatField(
+        default=0, help_text="Resident memory of the process at its last heartbeat."
+    )
+    control_channel = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Its channel-layer name: where a test message for one worker goes.",
+    )
 
     class Meta:
         ordering = ("-heartbeat_at",)
@@ -476,8 +515,11 @@ class Worker(models.Model):
         return self.name
 
 
-def bump_settings(actor: str, **changes) -> BridgeSettings:
-    """Apply changes to the settings row and audit them, as one transaction."""
+def bump_settings(actor: str, *, note: str = "", **changes) -> BridgeSettings:
+    """Apply changes to the settings row and audit them, as one transaction; ``note`` prefixes the audit detail.
+
+    Raises ValidationError (nothing saved) when a value is out of range.
+    """
     with transaction.atomic():
         current = BridgeSettings.load()
         before = current.as_dict()
@@ -485,8 +527,19 @@ def bump_settings(actor: str, **changes) -> BridgeSettings:
             setattr(current, name, value)
         current.full_clean()
         current.save()
-        AuditEntry.record(actor, "settings.change", current, before=before, after=current.as_dict())
+        after = current.as_dict()
+        detail = "; ".join(part for part in (note, describe_changes(before, after)) if part)
+        AuditEntry.record(actor, "settings.change", current, before=before, after=after, detail=detail)
     return current
+
+
+def describe_changes(before: dict, after: dict) -> str:
+    """``name: old -> new`` for every knob that differs (the version aside), as audit entries show it."""
+    return ", ".join(
+        f"{name}: {before.get(name)!r} -> {value!r}"
+        for name, value in after.items()
+        if name != "version" and before.get(name) != value
+    )
 
 
 class Approval(models.Model):
@@ -501,6 +554,7 @@ class Approval(models.Model):
         APPROVED = "approved", "approved"
         DENIED = "denied", "denied"
         EXPIRED = "expired", "expired"
+        ANSWERED = "answered", "answered with another option"
 
     event = models.OneToOneField(Event, on_delete=models.CASCADE, related_name="approval")
     token = models.CharField(
@@ -539,3 +593,134 @@ class SessionGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name} for session {self.session_id}"
+
+
+class PollerState(models.Model):
+    """The update stream of one bot: where getUpdates resumes, who polls it, and what last went wrong.
+
+    ``next_offset`` moves only after the updates below it were handled, so a restart neither loses nor repeats
+    them. The database lease (``holder``, ``leased_until``) is used when there is no Redis; with Redis the lock
+    lives there and ``holder`` only reports who polls.
+    """
+
+    bot_id = models.CharField(
+        max_length=32, unique=True, help_text="The numeric id at the start of the bot token."
+    )
+    next_offset = models.BigIntegerField(default=0, help_text="The update_id getUpdates resumes from.")
+    holder = models.CharField(max_length=200, blank=True, help_text="The worker polling now.")
+    leased_until = models.DateTimeField(null=True, blank=True)
+    last_poll_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "update poller"
+
+    def __str__(self) -> str:
+        return f"poller of bot {self.bot_id}: {self.holder or 'nobody'}"
+
+
+class WorkerSample(models.Model):
+    """A worker's figures every 10 s, for the dashboard's charts over the last hour (older samples are pruned).
+
+    Cache counters are the look-ups made since the previous sample, so a bucket's hit rate is a plain ratio of sums.
+    """
+
+    worker = models.CharField(max_length=200)
+    at = models.DateTimeField(db_index=True)
+    queue_depth = models.PositiveIntegerField(default=0)
+    memory_mb = models.FloatField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_lookups = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ("at",)
+
+    def __str__(self) -> str:
+        return f"{self.worker} at {self.at:%H:%M:%S}"
+
+
+class ChannelSession(models.Model):
+    """A Claude Code session attached through `mcp_server --channel`, as it last reported itself.
+
+    A session is live while ``closed_at`` is empty and its heartbeat is fresh (bridge.channel.inbox.STALE_AFTER).
+    The most recently started live session takes messages not addressed to a live session by name.
+    """
+
+    name = models.CharField(max_length=100, db_index=True, help_text="What `/to <name>` addresses.")
+    cwd = models.CharField(max_length=1000, blank=True)
+    hostname = models.CharField(max_length=200, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    wake_port = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Loopback UDP port the bridge pokes when a message for it is stored."
+    )
+    started_at = models.DateTimeField(db_index=True)
+    heartbeat_at = models.DateTimeField(db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ChannelMessage(models.Model):
+    """An inbound Telegram message kept for the channel sessions until one has delivered it.
+
+    Claimed (``session``, ``claimed_at``) by one conditional UPDATE, so no two sessions take the same message;
+    ``delivered_at`` is set once its notification is written to the session. A claim by a session that died
+    before delivering is released and the message delivered again.
+    """
+
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    update_id = models.BigIntegerField(null=True, blank=True)
+    user_id = models.BigIntegerField()
+    username = models.CharField(max_length=200, blank=True)
+    first_name = models.CharField(max_length=200, blank=True)
+    text = models.TextField(blank=True)
+    attachments = models.JSONField(default=list, blank=True, help_text="Paths of downloaded files.")
+    target = models.CharField(max_length=100, blank=True, help_text="The session named with /to, if any.")
+    sent_at = models.DateTimeField(help_text="When Telegram says it was sent.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    session = models.ForeignKey(
+        ChannelSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ("pk",)
+        constraints = [
+            models.UniqueConstraint(fields=("chat_id", "message_id"), name="one_channel_message_per_message")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chat_id}/{self.message_id}: {self.text[:40]}"
+
+
+class PairingRequest(models.Model):
+    """An unknown Telegram user asking to be heard (pairing policy): confirmed, it becomes a Recipient."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        CONFIRMED = "confirmed", "confirmed"
+        REFUSED = "refused", "refused"
+
+    code = models.CharField(max_length=6, unique=True)
+    user_id = models.BigIntegerField(db_index=True)
+    username = models.CharField(max_length=200, blank=True)
+    first_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"pairing {self.code} for {self.user_id}: {self.status}"

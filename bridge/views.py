@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from bridge import health
+from bridge import health, metrics
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -48,15 +45,11 @@ def ready_view(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; with CC_TELEGRAM_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
-    token = settings.CC_TELEGRAM_METRICS_TOKEN
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
-    from bridge.metrics import exposition
-
-    body, content_type = exposition()
+    """Prometheus exposition (every process sharing CC_TELEGRAM_METRICS_DIR); with CC_TELEGRAM_METRICS_TOKEN set,
+    only for `Authorization: Bearer <token>`."""
+    if not metrics.authorized(request.headers.get("Authorization", "")):
+        response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    body, content_type = metrics.exposition()
     return HttpResponse(body, content_type=content_type)

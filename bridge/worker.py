@@ -3,6 +3,7 @@
 It runs the pipeline, keeps its control consumer listening on the channel layer (restarting it if the layer
 fails), writes a heartbeat (Worker row: settings version applied, queue depth), and re-reads BridgeSettings when
 the version moved, both on a "settings changed" message and, because those are at-most-once, on every heartbeat.
+It also measures its event-loop lag and runs the auto-tuner (which acts only when enabled, in one worker).
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from django.utils import timezone
 
 from bridge import metrics
 from bridge.consumers import DASHBOARD_GROUP, BridgeWorkerConsumer
+from bridge.dashboard.feed import add_titles
+from bridge.dashboard.samples import Sampler, process_memory_mb
 from bridge.models import BridgeSettings, Worker
 from bridge.pipeline import Pipeline
+from bridge.tuning.runner import AutoTuner
+from bridge.tuning.telemetry import LoopLagMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +42,26 @@ class WorkerHost:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._outcomes: list[dict] = []
+        self.sampler = Sampler(pipeline.name)
+        self.replies = None  # bridge.replies.service.Replies, when this worker sends (and so hears answers)
+        self.loop_lag = LoopLagMonitor()
+        self.tuner = AutoTuner(pipeline.name, applied=self.settings_changed)
 
     async def start(self) -> None:
         await self.pipeline.start()
         if self.pipeline.sender is not None:
             self.pipeline.sender.listeners.append(self._outcomes.append)
+            # Imported here: an ingest-only worker needs no Bot API client (see run_bridge --no-send).
+            from bridge.replies.service import build_replies
+
+            self.replies = build_replies(self.pipeline.sender.transport, self.pipeline.name)
+            await self.replies.start()
         self._tasks = [
             asyncio.create_task(self._control_loop(), name="control"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._dashboard_loop(), name="dashboard"),
+            asyncio.create_task(self.loop_lag.run(), name="loop lag"),
+            asyncio.create_task(self.tuner.run(), name="auto-tuner"),
         ]
 
     async def stop(self) -> None:
@@ -57,6 +73,9 @@ class WorkerHost:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tuner.close()
+        if self.replies is not None:
+            await self.replies.stop()  # before the pipeline closes the transport the replies share
         await self.pipeline.stop()
         await sync_to_async(Worker.objects.filter(name=self.pipeline.name).delete)()
 
@@ -80,6 +99,8 @@ class WorkerHost:
     async def settings_changed(self, version: int) -> None:
         if version > self.pipeline.settings_version:
             current = await self.pipeline.load_settings()
+            if self.replies is not None:
+                self.replies.apply(current)
             metrics.SETTINGS_VERSION.set(current.version)
             logger.info("applied settings version %s", current.version)
             await self._beat()
@@ -111,8 +132,10 @@ class WorkerHost:
 
     async def _beat(self) -> None:
         depth = await self.pipeline.queue.depth()
-        for lane, count in depth.items():
-            metrics.QUEUE_DEPTH.labels(lane=str(lane)).set(count)
+        metrics.set_queue_depth(depth)
+        metrics.SETTINGS_VERSION.set(self.pipeline.settings_version)
+        metrics.sample_process()
+        memory_mb = process_memory_mb()
         await sync_to_async(Worker.objects.update_or_create)(
             name=self.pipeline.name,
             defaults={
@@ -122,8 +145,14 @@ class WorkerHost:
                 "heartbeat_at": timezone.now(),
                 "settings_version": self.pipeline.settings_version,
                 "queue_depth": sum(depth.values()),
+                "memory_mb": memory_mb,
+                "control_channel": self.control_channel or "",
             },
         )
+        if self.sampler.due():
+            sender = self.pipeline.sender
+            cache_stats = dict(sender.cache.stats) if sender is not None else None
+            await sync_to_async(self.sampler.record)(sum(depth.values()), memory_mb, cache_stats)
 
     async def _dashboard_loop(self) -> None:
         """Deliveries reach the dashboard in small batches: one group message per quarter second, not per send."""
@@ -134,7 +163,8 @@ class WorkerHost:
                 continue
             batch, self._outcomes[:] = list(self._outcomes), []
             try:
-                await layer.group_send(DASHBOARD_GROUP, {"type": "deliveries", "items": batch[-200:]})
+                batch = await sync_to_async(add_titles)(batch[-200:])
+                await layer.group_send(DASHBOARD_GROUP, {"type": "deliveries", "items": batch})
             except Exception:
                 logger.warning("dashboard update dropped (channel layer unavailable)")
 

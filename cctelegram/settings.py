@@ -6,8 +6,10 @@ the database as BridgeSettings, so that changing them needs no restart.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -39,7 +41,15 @@ except OSError as exc:
 # --- Telegram ----------------------------------------------------------------------------------------------------
 TELEGRAM_BOT_TOKEN = env_secret("TELEGRAM_BOT_TOKEN")
 TELEGRAM_ALLOWED_USERS = env_int_list("TELEGRAM_ALLOWED_USERS")
+# Claude Code channel (bridge.channel): "pairing" answers an unknown user's DM with a code an operator confirms
+# (`manage.py pair CODE`); groups reach the sessions only when the bot is mentioned or replied to, unless False.
+CC_TELEGRAM_ACCESS_POLICY = env_str(
+    "CC_TELEGRAM_ACCESS_POLICY", "allowlist", choices=("allowlist", "pairing")
+)
+CC_TELEGRAM_GROUPS_NEED_MENTION = env_bool("CC_TELEGRAM_GROUPS_NEED_MENTION", True)
 TELEGRAM_WEBHOOK_SECRET = env_secret("TELEGRAM_WEBHOOK_SECRET")
+# Public base URL of this web process for webhook mode; the bridge registers <this>/telegram/webhook/<secret>.
+TELEGRAM_WEBHOOK_URL = env_url("TELEGRAM_WEBHOOK_URL", schemes=("https", "http"))
 # Port of the web process (`manage.py up`, daphne): the sandbox's Bot API lives there.
 CC_TELEGRAM_PORT = env_int("CC_TELEGRAM_PORT", 8000, minimum=1, maximum=65535)
 # No token: the built-in Bot API emulator stands in for Telegram, with a chat page at /sandbox/.
@@ -54,10 +64,39 @@ TELEGRAM_API_BASE_URL = env_str(
 )
 # Connections to the Bot API: one send in flight per connection.
 CC_TELEGRAM_POOL_SIZE = env_int("CC_TELEGRAM_POOL_SIZE", 16, minimum=1, maximum=512)
+# Seconds a send waits for the Bot API's answer before it counts as timed out and is retried. Shorter frees a
+# stalled chat sooner; too short fails sends that were merely slow (and may then arrive twice).
+CC_TELEGRAM_API_TIMEOUT = env_int("CC_TELEGRAM_API_TIMEOUT", 10, minimum=1, maximum=600)
 CC_TELEGRAM_MESSAGE_STYLE = env_str("CC_TELEGRAM_MESSAGE_STYLE", "concise", choices=("concise", "detailed"))
 CC_TELEGRAM_TIMEZONE = env_timezone("CC_TELEGRAM_TIMEZONE", "UTC")
 CC_TELEGRAM_METRICS_TOKEN = env_secret("CC_TELEGRAM_METRICS_TOKEN")
+# off: every cc_telegram_* metric is a no-op and Django's request metrics are not collected (the bench compares
+# ingest with metrics on and off this way).
+CC_TELEGRAM_METRICS = env_bool("CC_TELEGRAM_METRICS", True)
+# Processes on one machine (web, run_bridge workers) sum their metrics through files in this folder:
+# prometheus-client's multiprocess mode, whose own variable PROMETHEUS_MULTIPROC_DIR is accepted too.
+_metrics_dir = env_str("CC_TELEGRAM_METRICS_DIR") or env_str("PROMETHEUS_MULTIPROC_DIR")
+CC_TELEGRAM_METRICS_DIR = Path(_metrics_dir).expanduser().resolve() if _metrics_dir else None
+if CC_TELEGRAM_METRICS_DIR is not None:
+    try:
+        CC_TELEGRAM_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"CC_TELEGRAM_METRICS_DIR={str(CC_TELEGRAM_METRICS_DIR)!r} cannot be created: {exc}"
+        ) from exc
+    # prometheus-client chooses where values live when it is first imported: it must find the folder then.
+    if "prometheus_client" in sys.modules and os.environ.get("PROMETHEUS_MULTIPROC_DIR") != str(
+        CC_TELEGRAM_METRICS_DIR
+    ):
+        raise ImproperlyConfigured(
+            "CC_TELEGRAM_METRICS_DIR is set but prometheus_client was imported before the settings; "
+            "set PROMETHEUS_MULTIPROC_DIR to the same folder in the environment instead"
+        )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(CC_TELEGRAM_METRICS_DIR)
 MCP_API_KEYS = env_list("MCP_API_KEYS")
+# Per-client token bucket of the MCP server: generous, so a normal agent's burst is never refused.
+MCP_RATE_PER_SECOND = env_int("MCP_RATE_PER_SECOND", 50, minimum=1)
+MCP_RATE_BURST = env_int("MCP_RATE_BURST", 500, minimum=1)
 
 # --- Django ------------------------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -98,6 +137,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+if not CC_TELEGRAM_METRICS:
+    MIDDLEWARE = [name for name in MIDDLEWARE if not name.startswith("django_prometheus.")]
 
 ROOT_URLCONF = "cctelegram.urls"
 ASGI_APPLICATION = "cctelegram.asgi.application"
@@ -119,22 +160,36 @@ TEMPLATES = [
 ]
 
 
+def _sqlite(name: Path | str, timeout: float = 20) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": name,
+        # WAL lets the web UI read while the bridge writes; a busy timeout instead of "database is locked";
+        # IMMEDIATE takes the write lock at BEGIN, where the busy timeout applies (a deferred transaction that
+        # upgrades to writing fails at once when another process writes).
+        "OPTIONS": {
+            "timeout": timeout,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
 def _database(url: str) -> dict:
     if not url:
         return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": CC_TELEGRAM_HOME / "cctelegram.sqlite3",
-            # WAL lets the web UI read while the bridge writes; a busy timeout instead of "database is locked".
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            **_sqlite(CC_TELEGRAM_HOME / "cctelegram.sqlite3"),
             "TEST": {"NAME": CC_TELEGRAM_HOME / "test_cctelegram.sqlite3"},
         }
     parts = urlsplit(url)
     if parts.scheme in ("sqlite", "sqlite3"):
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path) or ":memory:"}
+        # sqlite:////abs/path.sqlite3[?timeout=SECONDS]: the same connection options as the default database.
+        query = dict(parse_qsl(parts.query))
+        try:
+            timeout = float(query.get("timeout", 20))
+        except ValueError:
+            raise ImproperlyConfigured("DATABASE_URL: timeout must be a number of seconds") from None
+        return _sqlite(unquote(parts.path) or ":memory:", timeout)
     if not parts.path.strip("/"):
         raise ImproperlyConfigured(
             "DATABASE_URL has no database name (expected postgres://user@host:port/name)"
@@ -160,6 +215,9 @@ REDIS_URL = env_url("REDIS_URL", "CC_TELEGRAM_REDIS_URL", schemes=("redis", "red
 # Every Redis key of the bridge starts with this (queue streams, rate buckets, locks); one Redis can serve
 # several installations with different prefixes.
 CC_TELEGRAM_REDIS_PREFIX = env_str("CC_TELEGRAM_REDIS_PREFIX", "cct")
+# Seconds a claimed queue entry stays invisible to other workers. Shorter: a crashed worker's events are taken
+# over sooner. It must outlast a stalled send (lease renewal covers waits on rate limits, every third of it).
+CC_TELEGRAM_VISIBILITY_TIMEOUT = env_int("CC_TELEGRAM_VISIBILITY_TIMEOUT", 60, minimum=1, maximum=86_400)
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -172,7 +230,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "cct:channels", "capacity": 1000, "expiry": 30},
+            "CONFIG": {
+                # A receive blocks in BZPOPMIN for up to 5 s; redis-py's default socket timeout, also 5 s, would
+                # cut it short and fail every idle consumer (the workers' control channel) every few seconds.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": "cct:channels",
+                "capacity": 1000,
+                "expiry": 30,
+            },
         }
     }
 else:

@@ -98,7 +98,7 @@ class Ingestor:
                     metrics.EVENTS_DUPLICATE.inc()
                 else:
                     result.stored.append(event.event_id)
-                    metrics.EVENTS_RECEIVED.labels(type=metrics.type_label(event.type)).inc()
+                    metrics.RECEIVED[event.type].inc()
                 _unlink(path)
                 self.source.done(path)
             if self.on_stored is not None and result.stored:
@@ -139,7 +139,7 @@ class Ingestor:
             asyncio.get_running_loop().call_later(_UNREADABLE_HOLD_SECONDS, self.source.done, path)
             return None
         finally:
-            metrics.STAGE_SECONDS.labels(stage="parse").observe(time.perf_counter() - started)
+            metrics.PARSE_SECONDS.observe(time.perf_counter() - started)
         self._settling.pop(path, None)
         return event
 

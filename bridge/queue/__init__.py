@@ -16,12 +16,14 @@ __all__ = ["LANES", "Claimed", "DeadLetter", "DurableQueue", "NewEntry", "QueueE
 def get_queue(*, compressor: Compressor | None = None, **options: Any) -> DurableQueue:
     """A new queue on the configured backend; the caller closes it.
 
-    ``options`` go to the backend (visibility_timeout, max_deliveries, and prefix for Redis or poll_interval for
-    the database). Pass the process's one Compressor so that live tuning and its counters cover every payload.
+    ``options`` go to the backend (visibility_timeout, by default CC_TELEGRAM_VISIBILITY_TIMEOUT; max_deliveries;
+    and prefix for Redis or poll_interval for the database). Pass the process's one Compressor so that live
+    tuning and its counters cover every payload.
     A Redis queue's connections belong to the event loop that first uses them: make one queue per loop.
     """
     from django.conf import settings
 
+    options.setdefault("visibility_timeout", settings.CC_TELEGRAM_VISIBILITY_TIMEOUT)
     if settings.REDIS_URL:
         from bridge.queue.redis_streams import RedisStreamsQueue
 

@@ -20,17 +20,25 @@ from asgiref.sync import sync_to_async
 from bridge import deliveries, metrics
 from bridge.cache import TieredCache
 from bridge.events.schema import Event
-from bridge.models import Approval, Delivery
+from bridge.models import Approval, AuditEntry, Delivery
 from bridge.queue.base import Claimed, DurableQueue
 from bridge.replies.approvals import ensure_approval, remember_message
 from bridge.routing import Target, route
 from bridge.telegram.breaker import CircuitBreaker
+from bridge.telegram.escape import PARSE_MODE, escape_html
 from bridge.telegram.format import render, render_digest
 from bridge.telegram.limits import RateLimiter, RateLimits
 from bridge.telegram.outbox import Job, Outbox
 from bridge.telegram.transport import TelegramTransport, TransportError
 
 logger = logging.getLogger(__name__)
+
+# Once a message is out, recording it (database) and acking its entry (queue) are retried until they succeed,
+# never answered by sending again; the pause between tries doubles up to this (seconds).
+_BOOKKEEPING_MAX_DELAY = 5.0
+
+# Rendering a large event (splitting it into parts) takes tens to hundreds of milliseconds: off the event loop.
+_RENDER_IN_THREAD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Sender:
         self.outboxes: dict[int, Outbox] = {}
         self._drainers: dict[int, asyncio.Task] = {}
         self._open_entries: set[EntryTracker] = set()
+        self._by_entry: dict[str, EntryTracker] = {}  # the same trackers, by queue entry id
         self._room = asyncio.Condition()
         self.cache = cache or TieredCache()
         self._tasks: set[asyncio.Task] = set()
@@ -151,6 +160,7 @@ class Sender:
             for tracker in list(self._open_entries):
                 await self.queue.retry_later(tracker.item, 0, "worker stopped before finishing")
             self._open_entries.clear()
+            self._by_entry.clear()
 
     def apply(self, s) -> None:
         """Take a BridgeSettings row: mode, style, retries, digests, rates and breaker, live."""
@@ -196,15 +206,41 @@ class Sender:
             room = self.settings.capacity - len(self._open_entries)
         items = await self.queue.claim(self.consumer, min(room, self.settings.batch_size), block_ms=block_ms)
         stale = await self.queue.reclaim_stale(self.consumer, count=max(1, room - len(items)))
-        for item in (*items, *stale):
-            await self._accept(item)
-        return len(items) + len(stale)
+        now = time.time()
+        for item in items:
+            if item.deliveries == 1 and item.enqueued_at:  # a retry's wait would include its failed sends
+                metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, now - item.enqueued_at))
+        claimed = (*items, *stale)
+        for index, item in enumerate(claimed):
+            try:
+                await self._accept(item)
+            except Exception as exc:
+                # The database is away: hand back what is not yet taken in now, not after the visibility timeout.
+                await self._give_back(claimed[index:], f"could not be taken in: {exc}")
+                raise
+        return len(claimed)
+
+    async def _give_back(self, items: tuple[Claimed, ...], reason: str) -> None:
+        for item in items:
+            if item.entry_id in self._by_entry:
+                continue  # held and being sent: not ours to release
+            try:
+                await self.queue.retry_later(item, self.settings.retry_base_delay, reason)
+            except Exception:
+                return  # the queue is away too: the visibility timeout hands them out again
 
     @property
     def idle(self) -> bool:
         return not self._open_entries
 
     async def _accept(self, item: Claimed) -> None:
+        held = self._by_entry.get(item.entry_id)
+        if held is not None:
+            # Our own entry, reclaimed by us because its lease lapsed while the queue was unreachable: its
+            # deliveries are already in the outboxes. Keep them there, under the new claim; taking them in again
+            # would send every one twice.
+            held.item = item
+            return
         try:
             event = Event.from_json(item.payload)
         except ValueError as exc:
@@ -221,6 +257,7 @@ class Sender:
             await self._close(tracker)
             return
         self._open_entries.add(tracker)
+        self._by_entry[item.entry_id] = tracker
         for p in pending:
             job = Job(p.delivery_pk, p.recipient_pk, p.chat_id, event, tracker, attempts=p.attempts)
             self._enqueue(job)
@@ -234,14 +271,48 @@ class Sender:
         """Recipients changed: read them again before the next routing."""
         await self.cache.invalidate("targets", shared=True)
 
-    async def _render(self, event: Event, token: str | None):
-        """Rendered once per event, whatever the number of recipients it goes to."""
+    async def _render(self, event: Event, token: str | None, size: int = 0):
+        """Rendered once per event, whatever the number of recipients it goes to; off the event loop when the
+        event's payload is ``size`` bytes over _RENDER_IN_THREAD_BYTES."""
         key = f"render:{event.event_id}:{self.settings.style}:{self.settings.timezone}:{token}"
 
         async def load():
-            return render(event, style=self.settings.style, tz=self.settings.timezone, token=token)
+            started = time.perf_counter()
+            options = {"style": self.settings.style, "tz": self.settings.timezone, "token": token}
+            if size > _RENDER_IN_THREAD_BYTES:
+                rendered = await asyncio.to_thread(render, event, **options)
+            else:
+                rendered = render(event, **options)
+            metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
+            return rendered
 
         return await self.cache.get_or_load(key, load)
+
+    async def send_test(self, chat_id: int, text: str) -> bool:
+        """Send an operator's test message (shown literally), within the rate limits; whether it arrived.
+
+        The outcome, either way, is an AuditEntry: the operator who asked reads it in the admin.
+        """
+        await self.limiter.acquire(chat_id)
+        try:
+            sent = await self.transport.send_message(chat_id, escape_html(text), parse_mode=PARSE_MODE)
+        except TransportError as error:
+            await sync_to_async(AuditEntry.record)(
+                "bridge",
+                "recipient.test_failed",
+                object_type="recipient",
+                object_id=str(chat_id),
+                detail=str(error),
+            )
+            return False
+        await sync_to_async(AuditEntry.record)(
+            "bridge",
+            "recipient.test_sent",
+            object_type="recipient",
+            object_id=str(chat_id),
+            detail=f"message {sent.message_id}",
+        )
+        return True
 
     # --- per-chat outboxes -------------------------------------------------------------------------------------
     def _enqueue(self, job: Job, *, not_before: float = 0.0) -> None:
@@ -282,42 +353,47 @@ class Sender:
         if waited:
             metrics.RATE_LIMIT_WAIT_SECONDS.observe(waited)
         digest = len(jobs) > 1
+        size = sum(len(j.entry.item.payload) for j in jobs)
         if digest:
-            parts, parse_mode, keyboard = (
-                render_digest([j.event for j in jobs], tz=self.settings.timezone),
-                "HTML",
-                None,
-            )
+            events = [j.event for j in jobs]
+            if size > _RENDER_IN_THREAD_BYTES:
+                parts = await asyncio.to_thread(render_digest, events, tz=self.settings.timezone)
+            else:
+                parts = render_digest(events, tz=self.settings.timezone)
+            parse_mode, keyboard = "HTML", None
         else:
             approval = jobs[0].entry.approval
-            rendered = await self._render(jobs[0].event, approval.token if approval else None)
+            rendered = await self._render(jobs[0].event, approval.token if approval else None, size)
             parts, parse_mode = rendered.parts, rendered.parse_mode
             keyboard = rendered.markup
         started = time.perf_counter()
         message_ids: list[int] = []
         try:
             for index, part in enumerate(parts):
-                if index:
-                    await self.limiter.acquire(chat_id)
+                if index and (waited := await self.limiter.acquire(chat_id)):
+                    metrics.RATE_LIMIT_WAIT_SECONDS.observe(waited)
                 last = index == len(parts) - 1
                 sent = await self.transport.send_message(
                     chat_id, part, parse_mode=parse_mode, reply_markup=keyboard if last else None
                 )
                 message_ids.append(sent.message_id)
         except TransportError as error:
-            metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
+            metrics.SEND_SECONDS.observe(time.perf_counter() - started)
             await self._failed(chat_id, jobs, error)
             return
-        metrics.STAGE_SECONDS.labels(stage="send").observe(time.perf_counter() - started)
+        metrics.SEND_SECONDS.observe(time.perf_counter() - started)
         self.breaker.record_success()
         if not digest and (approval := jobs[0].entry.approval) is not None:
-            await sync_to_async(remember_message)(approval.pk, chat_id, message_ids[-1])
+            await self._until_done(
+                "remembering the approval's message",
+                lambda: sync_to_async(remember_message)(approval.pk, chat_id, message_ids[-1]),
+            )
         status = Delivery.Status.DIGESTED if digest else Delivery.Status.SENT
         now = time.time()
         outcomes = []
         for job in jobs:
             latency_ms = (now - job.entry.item.enqueued_at) * 1000
-            metrics.END_TO_END_SECONDS.observe(latency_ms / 1000)
+            metrics.delivered(latency_ms / 1000)
             outcome = deliveries.Outcome(
                 job.delivery_pk,
                 status,
@@ -326,14 +402,14 @@ class Sender:
                 latency_ms=latency_ms,
             )
             outcomes.append((job, outcome))
-        metrics.MESSAGES.labels(outcome="digested" if digest else "sent").inc(len(jobs))
+        (metrics.DIGESTED if digest else metrics.SENT).inc(len(jobs))
         await self._settle(outcomes)
 
     async def _failed(self, chat_id: int, jobs: list[Job], error: TransportError) -> None:
         box = self.outboxes.setdefault(chat_id, Outbox())
         if error.retry_after:
             self.breaker.record_success()  # the Bot API answered: it is up, just busy
-            metrics.TELEGRAM_429.inc()
+            metrics.throttled()
             await self.limiter.penalize(chat_id, error.retry_after)
             for job in jobs:  # Telegram asked us to wait: not the message's fault, no attempt used.
                 box.put(job, not_before=time.monotonic() + error.retry_after)
@@ -353,12 +429,12 @@ class Sender:
         for job in jobs:
             attempts = job.attempts + 1
             if error.permanent or attempts > self.settings.retry_attempts:
-                metrics.MESSAGES.labels(outcome="dead").inc()
+                metrics.DEAD.inc()
                 outcomes.append(
                     (job, deliveries.Outcome(job.delivery_pk, Delivery.Status.DEAD, attempts, str(error)))
                 )
             else:
-                metrics.MESSAGES.labels(outcome="retry").inc()
+                metrics.RETRIED.inc()
                 job.attempts = attempts
                 await sync_to_async(deliveries.record)(
                     [deliveries.Outcome(job.delivery_pk, Delivery.Status.FAILED, attempts, str(error))]
@@ -374,7 +450,11 @@ class Sender:
 
     # --- recording and acking ----------------------------------------------------------------------------------
     async def _settle(self, outcomes: list[tuple[Job, deliveries.Outcome]]) -> None:
-        await sync_to_async(deliveries.record)([o for _, o in outcomes])
+        """Record final outcomes and close the entries they complete; retried until done (see _until_done)."""
+        await self._until_done(
+            f"recording {len(outcomes)} outcomes",
+            lambda: sync_to_async(deliveries.record)([o for _, o in outcomes]),
+        )
         for job, outcome in outcomes:
             self._notify(job, outcome)
             job.entry.open -= 1
@@ -382,12 +462,29 @@ class Sender:
                 await self._close(job.entry)
 
     async def _close(self, tracker: EntryTracker) -> None:
-        await sync_to_async(deliveries.finish_events)([tracker.item.event_pk])
-        await self.queue.ack([tracker.item])
-        metrics.EVENTS_PROCESSED.labels(type=metrics.type_label(tracker.event.type)).inc()
+        pk = tracker.item.event_pk
+        await self._until_done(f"finishing event {pk}", lambda: sync_to_async(deliveries.finish_events)([pk]))
+        # tracker.item, read at each try: a reclaim meanwhile (see _accept) renews the claim to ack.
+        await self._until_done(f"acking event {pk}", lambda: self.queue.ack([tracker.item]))
+        metrics.PROCESSED[tracker.event.type].inc()
         async with self._room:
             self._open_entries.discard(tracker)
+            if self._by_entry.get(tracker.item.entry_id) is tracker:
+                del self._by_entry[tracker.item.entry_id]
             self._room.notify_all()
+
+    async def _until_done(self, what: str, step) -> None:
+        """Await ``step()`` until it succeeds. For bookkeeping after a message is out: the database or Redis away
+        for a while is waited out with backoff; sending again instead would deliver the message twice."""
+        delay = 0.1
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                logger.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BOOKKEEPING_MAX_DELAY)
 
     def _notify(self, job: Job, outcome: deliveries.Outcome) -> None:
         for listener in self.listeners:
@@ -410,7 +507,11 @@ def build_sender(pipeline) -> Sender:
     from bridge.telegram.limits import LocalRateLimiter, RedisRateLimiter
 
     transport = TelegramTransport(
-        bot_token(), base_url=settings.TELEGRAM_API_BASE_URL, pool_size=settings.CC_TELEGRAM_POOL_SIZE
+        bot_token(),
+        base_url=settings.TELEGRAM_API_BASE_URL,
+        pool_size=settings.CC_TELEGRAM_POOL_SIZE,
+        read_timeout=settings.CC_TELEGRAM_API_TIMEOUT,
+        write_timeout=settings.CC_TELEGRAM_API_TIMEOUT,
     )
     if settings.REDIS_URL:
         import redis.asyncio as aioredis

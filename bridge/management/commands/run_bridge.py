@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from bridge.recipients import seed_from_environment
 
@@ -20,10 +20,38 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-send", action="store_true", help="Only ingest: files in, queue entries out."
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Also serve /metrics on this port (CC_TELEGRAM_METRICS_TOKEN applies): for a worker on a machine "
+            "that shares no CC_TELEGRAM_METRICS_DIR with the web process.",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="Interface for --metrics-port (default: localhost only; 0.0.0.0 for a remote Prometheus).",
+        )
 
-    def handle(self, *args, once: bool, no_send: bool, **options):
+    def handle(
+        self, *args, once: bool, no_send: bool, metrics_port: int | None, metrics_host: str, **options
+    ):
+        from bridge import metrics
+
         seed_from_environment()
-        asyncio.run(self._main(once=once, send=not no_send))
+        metrics.forget_dead_processes()
+        server = None
+        if metrics_port:
+            try:
+                server = metrics.serve(metrics_port, metrics_host)
+            except OSError as exc:
+                raise CommandError(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from exc
+            self.stdout.write(f"metrics on http://{metrics_host}:{metrics_port}/metrics")
+        try:
+            asyncio.run(self._main(once=once, send=not no_send))
+        finally:
+            if server is not None:
+                server.shutdown()
+            metrics.process_exited()
 
     async def _main(self, *, once: bool, send: bool) -> None:
         from bridge.pipeline import Pipeline

@@ -30,6 +30,11 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin_user()
         seed_from_environment()
+        sandbox_user = None
+        if settings.CC_TELEGRAM_SANDBOX:
+            from bridge.sandbox.users import ensure_sandbox_recipient
+
+            sandbox_user = ensure_sandbox_recipient()
 
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
@@ -62,14 +67,23 @@ class Command(BaseCommand):
             reactor.addSystemEventTrigger("before", "shutdown", stop_bridge)
             self.stdout.write(self.style.SUCCESS("CCTelegram is up."))
             self.stdout.write(f"  admin:      {base}/admin/")
-            self.stdout.write(f"  health:     {base}/health")
+            self.stdout.write(f"  dashboard:  {base}/dashboard/")
             if settings.CC_TELEGRAM_SANDBOX:
                 self.stdout.write(
                     f"  sandbox:    {base}/sandbox/  (no TELEGRAM_BOT_TOKEN: the built-in emulator)"
                 )
+            self.stdout.write(f"  health:     {base}/health")
+            self.stdout.write(f"  metrics:    {base}/metrics")
             self.stdout.write(f"  events in:  {settings.CC_TELEGRAM_EVENTS_DIR}")
-            self.stdout.write(self._login_hint())
+            self.stdout.write(f"  responses:  {settings.CC_TELEGRAM_RESPONSES_DIR}")
+            if sandbox_user is not None:
+                self.stdout.write(
+                    f"  no recipients were configured: created the sandbox approver {sandbox_user.chat_id} "
+                    f"({sandbox_user.display_name}); you are that user on the sandbox page."
+                )
+            self.stdout.write(self._login_hint(base))
             self.stdout.write("Ctrl-C stops.")
+            self.stdout.flush()  # a supervisor or test reading a pipe sees the URLs at once
 
         Server(
             application=application,
@@ -92,9 +106,14 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
 
-    def _login_hint(self) -> str:
+    def _login_hint(self, base: str) -> str:
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME")
+        if username and os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+            return (
+                f"  log in at {base}/admin/ as {username!r} with the password in DJANGO_SUPERUSER_PASSWORD."
+            )
         if get_user_model().objects.filter(is_superuser=True).exists():
-            return "  log in with your admin user."
+            return f"  log in at {base}/admin/ with your admin user."
         return (
             "  no admin user yet: run `python manage.py createsuperuser`, or start with "
             "DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD set."

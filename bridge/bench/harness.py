@@ -1,0 +1,339 @@
+"""What the scenarios share: the feeder process, the emulator, the database, bridge processes, RSS sampling.
+
+Everything here runs inside the bench's world (bridge/bench/world.py): the database is the bench's own, so
+``reset_database`` may empty it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from django.conf import settings
+from django.core.management import call_command
+
+from bridge.bench.feeder import marker
+
+PROJECT_ROOT = Path(settings.BASE_DIR)
+MANAGE = PROJECT_ROOT / "manage.py"
+
+
+# --- database and settings ------------------------------------------------------------------------------------
+def reset_database() -> None:
+    """Empty every table (the bench's own database): each scenario starts from a fresh installation."""
+    call_command("flush", interactive=False, verbosity=0)
+
+
+def tune(**changes: Any) -> None:
+    """Change BridgeSettings the way an operator does (validated, audited, version bumped)."""
+    from bridge.models import bump_settings
+
+    bump_settings("bench", **changes)
+
+
+def make_recipients(count: int, *, by_source: bool) -> list[int]:
+    """``count`` active approvers; with ``by_source`` recipient i receives only project-i's events (the feeder
+    spreads events over ``count`` projects), else every recipient receives every event. Returns their chat ids."""
+    from bridge.models import Recipient
+
+    chat_ids = [500_000 + i for i in range(count)]
+    Recipient.objects.bulk_create(
+        [
+            Recipient(chat_id=chat_id, display_name=f"bench {i}", sources=f"project-{i}" if by_source else "")
+            for i, chat_id in enumerate(chat_ids)
+        ]
+    )
+    return chat_ids
+
+
+LIMITS_OFF = {
+    # The highest rates BridgeSettings accepts, and no digests: every event is its own message.
+    "rate_global_per_second": 1000,
+    "rate_per_chat_per_second": 100,
+    "rate_per_group_per_minute": 1000,
+    "digest_threshold": 10_000,
+}
+
+
+# --- the feeder (the agent) ------------------------------------------------------------------------------------
+class Feeder:
+    """``python -m bridge.bench.feeder`` in its own process: stages ``count`` files, renames them on ``go()``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        events_dir: Path,
+        tag: str,
+        count: int,
+        *,
+        rate: float = 0.0,
+        sources: int = 1,
+        event_type: str = "task_completion",
+    ) -> None:
+        if not tag.isalnum():
+            raise ValueError("a feeder tag is letters and digits only (it is part of titles and ids)")
+        self.tag, self.count, self.rate = tag, count, rate
+        self.log = workdir / f"feeder-{tag}.json"
+        command = [sys.executable, "-m", "bridge.bench.feeder", "--events", str(events_dir)]
+        command += ["--stage", str(workdir / f"stage-{tag}"), "--tag", tag, "--count", str(count)]
+        command += [
+            "--rate",
+            str(rate),
+            "--sources",
+            str(sources),
+            "--type",
+            event_type,
+            "--log",
+            str(self.log),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT_ROOT,
+        )
+        self.started_at = 0.0
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until every file is staged; raises RuntimeError if the feeder fails or takes too long."""
+        stdout = self.process.stdout
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        if not ready or stdout.readline().strip() != "ready":
+            self.kill()
+            raise RuntimeError(f"the feeder did not stage {self.count} files within {timeout:.0f} s")
+
+    def go(self) -> None:
+        self.started_at = time.time()
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    @property
+    def duration(self) -> float:
+        """Seconds the renames take at the feeder's rate (0 when as fast as possible)."""
+        return self.count / self.rate if self.rate else 0.0
+
+    async def finished(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("the feeder did not finish in time")
+            await asyncio.sleep(0.05)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the feeder failed (exit {self.process.returncode})")
+
+    def times(self) -> list[float]:
+        """Wall-clock time of each rename, by event index."""
+        return json.loads(self.log.read_text())["times"]
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        self.kill()
+
+
+# --- the Telegram emulator ------------------------------------------------------------------------------------
+class Emulator:
+    """The Bot API emulator in its own process (it must not share the GIL with the bridge it times), with the
+    control API at hand."""
+
+    def __init__(self) -> None:
+        from bridge.telegram.emulator import EmulatorProcess
+
+        self.process = EmulatorProcess().start()
+        self.base_url = self.process.base_url
+        self.client = httpx.Client(base_url=self.process.control_url, timeout=30)
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.stop()
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def point_bridge_here(self) -> None:
+        """Make build_sender (and this process's settings) talk to this emulator."""
+        from bridge.telegram.emulator import TEST_TOKEN
+
+        settings.TELEGRAM_BOT_TOKEN = TEST_TOKEN
+        settings.TELEGRAM_API_BASE_URL = self.base_url
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a bridge process here."""
+        from bridge.telegram.emulator import TEST_TOKEN
+
+        return {"TELEGRAM_BOT_TOKEN": TEST_TOKEN, "TELEGRAM_API_BASE_URL": self.base_url}
+
+    def _json(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+        response = self.client.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def limits(self, **config: Any) -> None:
+        self._json("POST", "/limits", config)
+
+    def reset(self) -> None:
+        self._json("POST", "/reset")
+
+    def stats(self) -> dict[str, Any]:
+        return self._json("GET", "/stats")
+
+    def sends(self, since: int = 0) -> list[dict[str, Any]]:
+        """sendMessage calls after call number ``since``: seq, time (wall clock), chat_id, text, ok."""
+        calls = self._json("GET", f"/calls?method=sendMessage&since={since}")["calls"]
+        return [
+            {
+                "seq": c["seq"],
+                "time": c["time"],
+                "ok": c["ok"],
+                "chat_id": c["params"].get("chat_id"),
+                "text": c["params"].get("text", ""),
+            }
+            for c in calls
+        ]
+
+    def last_seq(self) -> int:
+        return self.stats()["calls_total"]
+
+    def wait_for_sends(
+        self, count: int, *, since: int = 0, timeout: float, progress=None, what: str = "sent"
+    ) -> list[dict[str, Any]]:
+        """Collect sendMessage calls after ``since`` until ``count`` succeeded or ``timeout`` passed.
+
+        Reads the call log in pieces as it grows: it keeps only the most recent 10,000 calls."""
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        seen = since
+        while True:
+            batch = self.sends(seen)
+            if batch:
+                seen = batch[-1]["seq"]
+                found += [c for c in batch if c["ok"]]
+            if progress is not None:
+                progress.percent(len(found), count, what)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+
+def latencies_by_marker(
+    sends: list[dict[str, Any]], tag: str, renamed: list[float]
+) -> tuple[list[float], dict[int, float]]:
+    """Milliseconds from each event's rename to the first message that carries its marker; and, per event index,
+    the time that message arrived."""
+    pattern = re.compile(rf"{re.escape(marker(tag, 0)[:-6])}(\d{{6}})")
+    arrived: dict[int, float] = {}
+    for call in sends:
+        for match in pattern.finditer(call["text"]):
+            index = int(match.group(1))
+            if index < len(renamed) and index not in arrived:
+                arrived[index] = call["time"]
+    return [(t - renamed[i]) * 1000 for i, t in sorted(arrived.items())], arrived
+
+
+# --- processes ---------------------------------------------------------------------------------------------------
+def world_env(**overrides: str) -> dict[str, str]:
+    """This process's environment (the bench's world) with ``overrides``."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def bridge_process(
+    *, events_dir: Path, send: bool, env: dict[str, str] | None = None, timeout: float = 30.0
+) -> Iterator[subprocess.Popen]:
+    """``manage.py run_bridge`` in a child process watching ``events_dir``, stopped with SIGTERM (a drain).
+
+    Its stderr (logs, system-check warnings about the bench's deliberately odd set-up) goes to bridge.log beside
+    the events folder, not to the bench's terminal."""
+    command = [sys.executable, str(MANAGE), "run_bridge"] + ([] if send else ["--no-send"])
+    full_env = world_env(CC_TELEGRAM_EVENTS_DIR=str(events_dir), **(env or {}))
+    log = open(events_dir.parent / "bridge.log", "ab")  # noqa: SIM115 - closed in the finally below
+    process = subprocess.Popen(
+        command,
+        env=full_env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], timeout)
+        line = process.stdout.readline() if ready else ""
+        if "running" not in line:
+            raise RuntimeError(f"the bridge process did not start: {line.strip() or 'no output'}")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stdout.close()
+        log.close()
+
+
+class RssSampler:
+    """Samples a process's resident memory (MB) every ``interval`` seconds on a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (monotonic seconds, MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.monotonic(), self.process.memory_info().rss / 1_048_576))
+            except psutil.Error:
+                return
+            self._stop.wait(self.interval)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+    def now(self) -> float:
+        return self.process.memory_info().rss / 1_048_576
+
+
+def redis_queue(url: str, name: str):
+    """A Redis Streams queue under the run's key prefix (deleted at the end of the run)."""
+    from bridge.queue.redis_streams import RedisStreamsQueue
+
+    return RedisStreamsQueue.from_url(url, prefix=f"{settings.CC_TELEGRAM_REDIS_PREFIX}:{name}")

@@ -1,0 +1,227 @@
+"""The channel's store: inbound messages kept for the sessions, the sessions themselves, and who delivers what.
+
+The bridge's poller (bridge.replies) is the only reader of Telegram. For every message from an allowed user it
+calls `receive`, which stores a ChannelMessage before the poller moves its offset on, so a message is never lost
+between Telegram and the store, and the (chat_id, message_id) constraint keeps an update handled twice from
+being stored twice.
+
+Sessions (bridge.channel.link, in MCP processes) take their share with `claim`: one conditional UPDATE hands
+each undelivered message to exactly one session, the one it is addressed to (`/to <name> ...`) when that session
+is live, else the most recently started live session. A session marks what it wrote to Claude Code as delivered
+(`mark_delivered`) and gives back what it could not (`release`); claims of a session that died are released by
+`release_stale`, so they are delivered by the next session: nothing lost, nothing delivered twice (short of a
+crash in the instant between writing a notification and marking it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import IntegrityError
+from django.db.models import Exists, Q
+from django.utils import timezone
+
+from bridge.channel import wake
+from bridge.models import AuditEntry, ChannelMessage, ChannelSession, Recipient
+
+if TYPE_CHECKING:
+    from bridge.replies.handler import Context
+    from bridge.replies.inbound import IncomingMessage
+
+logger = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(seconds=15)
+"""A session whose heartbeat is older is dead: it loses its default role and its claims. Sessions beat every
+HEARTBEAT_SECONDS, so this survives a couple of slow database writes."""
+HEARTBEAT_SECONDS = 3.0
+BACKLOG = timedelta(hours=24)
+"""Messages older than this, never delivered, are not pushed into a session that attaches later: a day-old
+"yes, go ahead" must not reach a new session as if just typed."""
+CLAIM_BATCH = 100
+MAX_DOWNLOAD = 20 * 1024 * 1024
+"""The Bot API's getFile serves bots files up to 20 MB."""
+NON_TEXT = "[non-text message]"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+_TO = re.compile(r"^/to(?:@\w+)?\s+([A-Za-z0-9_.-]{1,100})(?:\s+|$)", re.DOTALL)
+
+
+def parse_target(text: str) -> tuple[str, str]:
+    """``("name", "rest")`` for "/to name rest", else ``("", text)``."""
+    match = _TO.match(text)
+    if match is None:
+        return "", text
+    return match.group(1), text[match.end() :]
+
+
+# --- the bridge's side ---------------------------------------------------------------------------------------
+async def receive(context: Context, message: IncomingMessage) -> None:
+    """Keep ``message`` (from an allowed user) for the channel sessions, its files downloaded, and wake them.
+
+    A group's message is kept only when the group is an active Recipient and, unless
+    CC_TELEGRAM_GROUPS_NEED_MENTION is off, when it mentions the bot. Raises DatabaseError when it cannot be
+    stored.
+    """
+    text = message.text
+    if message.chat_id < 0:
+        text = await _addressed_in_group(context, message)
+        if text is None:
+            return
+    target, text = parse_target(text)
+    attachments = await download(context, message)
+    if attachments and message.message_type != "text" and text == NON_TEXT:
+        text = f"(sent {len(attachments)} file{'s' if len(attachments) > 1 else ''})"
+    ports = await sync_to_async(store)(message, target, text, attachments)
+    if ports:
+        wake.ring(ports)
+
+
+async def _addressed_in_group(context: Context, message: IncomingMessage) -> str | None:
+    """The text meant for the sessions (the mention taken out), or None when the group does not speak to them."""
+    if not await Recipient.objects.filter(chat_id=message.chat_id, active=True).aexists():
+        await sync_to_async(AuditEntry.record)(
+            message.sender.actor,
+            "access.refused",
+            object_type="telegram_chat",
+            object_id=str(message.chat_id),
+            detail="group message not passed to the channel: the group is not an active recipient",
+        )
+        return None
+    if not settings.CC_TELEGRAM_GROUPS_NEED_MENTION:
+        return message.text
+    identity = context.transport.identity
+    mention = re.compile(rf"@{re.escape(identity.username)}\b", re.IGNORECASE) if identity else None
+    if mention is None or not mention.search(message.text):
+        return None  # group chatter, not addressed to the bot: not a refusal
+    return mention.sub("", message.text, count=1).strip()
+
+
+async def download(context: Context, message: IncomingMessage) -> list[str]:
+    """Fetch the message's photo / document into $CC_TELEGRAM_HOME/inbox/; returns the paths. A file that cannot
+    be fetched (over the Bot API's 20 MB download limit, or an error) is left out and logged."""
+    paths: list[str] = []
+    folder = Path(settings.CC_TELEGRAM_HOME) / "inbox"
+    for item in message.files:
+        if item.size and item.size > MAX_DOWNLOAD:
+            logger.warning("not downloading %s from chat %s: %s bytes", item.kind, message.chat_id, item.size)
+            continue
+        name = _SAFE_NAME.sub("_", item.file_name or item.kind)[-100:]
+        path = folder / f"{message.chat_id}_{message.message_id}_{name}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            remote = await context.transport.bot.get_file(item.file_id)
+            await remote.download_to_drive(path)
+        except Exception as error:
+            logger.warning("could not download %s from chat %s: %s", item.kind, message.chat_id, error)
+            continue
+        paths.append(str(path))
+    return paths
+
+
+def store(message: IncomingMessage, target: str, text: str, attachments: list[str]) -> list[int]:
+    """Store the message (once, whatever the retries); returns the wake ports of the live sessions."""
+    try:
+        ChannelMessage.objects.create(
+            chat_id=message.chat_id,
+            message_id=message.message_id,
+            update_id=message.update_id,
+            user_id=message.sender.id,
+            username=message.sender.username,
+            first_name=message.sender.first_name,
+            text=text,
+            attachments=attachments,
+            target=target,
+            sent_at=timezone.now(),
+        )
+    except IntegrityError:
+        logger.info("channel message %s/%s already stored", message.chat_id, message.message_id)
+    return list(live_sessions().exclude(wake_port=None).values_list("wake_port", flat=True))
+
+
+def live_sessions(now: datetime | None = None):
+    now = now or timezone.now()
+    return ChannelSession.objects.filter(closed_at=None, heartbeat_at__gte=now - STALE_AFTER)
+
+
+# --- the sessions' side --------------------------------------------------------------------------------------
+def register(name: str, *, cwd: str = "", hostname: str = "", pid: int = 0, wake_port: int | None = None):
+    """A new live session. Its name is ``name``, or ``name-2``, ``name-3``... while a live session has it."""
+    now = timezone.now()
+    taken = set(live_sessions(now).values_list("name", flat=True))
+    unique, n = name, 1
+    while unique in taken:
+        n += 1
+        unique = f"{name}-{n}"
+    return ChannelSession.objects.create(
+        name=unique[:100],
+        cwd=cwd[:1000],
+        hostname=hostname[:200],
+        pid=pid,
+        wake_port=wake_port,
+        started_at=now,
+        heartbeat_at=now,
+    )
+
+
+def heartbeat(session_pk: int) -> None:
+    ChannelSession.objects.filter(pk=session_pk, closed_at=None).update(heartbeat_at=timezone.now())
+
+
+def close(session_pk: int) -> None:
+    """The session is gone: what it claimed but did not deliver goes back to the others."""
+    ChannelSession.objects.filter(pk=session_pk).update(closed_at=timezone.now())
+    release(session_pk)
+
+
+def waiting() -> bool:
+    """Whether anything is there for someone to claim: the cheap check a session makes on each wake-up."""
+    return ChannelMessage.objects.filter(
+        delivered_at=None, session=None, received_at__gte=timezone.now() - BACKLOG
+    ).exists()
+
+
+def claim(session: ChannelSession, limit: int = CLAIM_BATCH) -> list[ChannelMessage]:
+    """Take this session's share of the waiting messages, oldest first (two queries).
+
+    One UPDATE decides, so that of two sessions racing for a message exactly one gets it: messages addressed
+    to this session by name, and, when it is the most recently started live session, those addressed to
+    nobody or to a session that is not live; nothing at all when this session is no longer live. Also returns
+    messages it claimed before and has not delivered yet (a failed write).
+    """
+    now = timezone.now()
+    live = live_sessions(now)
+    newer = live.filter(
+        Q(started_at__gt=session.started_at) | Q(started_at=session.started_at, pk__gt=session.pk)
+    )
+    mine = Q(target=session.name) | (~Q(target__in=live.values("name")) & ~Exists(newer))
+    free = ChannelMessage.objects.filter(delivered_at=None, session=None, received_at__gte=now - BACKLOG)
+    share = free.filter(mine).order_by("pk").values("pk")[:limit]
+    ChannelMessage.objects.filter(Exists(live.filter(pk=session.pk)), pk__in=share, session=None).update(
+        session=session, claimed_at=now
+    )
+    return list(ChannelMessage.objects.filter(session=session, delivered_at=None).order_by("pk")[:limit])
+
+
+def mark_delivered(message_pk: int, session_pk: int) -> None:
+    ChannelMessage.objects.filter(pk=message_pk, session_id=session_pk).update(delivered_at=timezone.now())
+
+
+def release(session_pk: int) -> int:
+    """Give back what ``session_pk`` claimed and did not deliver."""
+    return ChannelMessage.objects.filter(session_id=session_pk, delivered_at=None).update(
+        session=None, claimed_at=None
+    )
+
+
+def release_stale(now: datetime | None = None) -> int:
+    """Give back the undelivered claims of sessions that died without closing."""
+    now = now or timezone.now()
+    dead = ChannelSession.objects.filter(Q(closed_at__isnull=False) | Q(heartbeat_at__lt=now - STALE_AFTER))
+    return ChannelMessage.objects.filter(session__in=dead.values("pk"), delivered_at=None).update(
+        session=None, claimed_at=None
+    )

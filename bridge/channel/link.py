@@ -1,0 +1,164 @@
+"""One Claude Code session attached as a channel: its share of the inbox pushed in, its permission prompts out.
+
+`ChannelLink.start` registers the session (bridge.channel.inbox) once Claude Code has finished the handshake,
+and runs one loop until the connection closes. Each turn it
+
+- claims its share of the waiting messages and writes each as a ``notifications/claude/channel`` notification,
+  oldest first, marking it delivered only once written (a write to a closed connection gives it back);
+- answers permission requests whose approval has been decided (bridge.channel.relay);
+- beats its heartbeat and gives back the claims of dead sessions, every HEARTBEAT_SECONDS;
+
+then sleeps until the bridge pokes it (bridge.channel.wake), a permission request arrives, or the poll period
+ends: POLL_SECONDS, or PENDING_POLL_SECONDS while a permission prompt is open (the decision is read from the
+database, so the verdict follows a press within about that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+from asgiref.sync import sync_to_async
+
+from bridge.channel import inbox, relay, wake
+from bridge.models import ChannelMessage, ChannelSession
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_METHOD = "notifications/claude/channel"
+PENDING_POLL_SECONDS = 0.01
+
+
+def session_name() -> str:
+    """CC_TELEGRAM_SESSION, else the name of the folder Claude Code runs in."""
+    name = os.environ.get("CC_TELEGRAM_SESSION") or Path.cwd().name or "claude"
+    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)[:80] or "claude"
+
+
+def notification(message: ChannelMessage) -> dict[str, Any]:
+    """The params of a channel notification: the text, and identifiers only in meta (Claude Code drops keys
+    that are not ``[A-Za-z0-9_]+``)."""
+    meta = {
+        "chat_id": str(message.chat_id),
+        "message_id": str(message.message_id),
+        "user": message.username or message.first_name or str(message.user_id),
+        "user_id": str(message.user_id),
+        "ts": message.sent_at.isoformat(),
+    }
+    for index, path in enumerate(message.attachments, start=1):
+        meta[f"attachment_{index}"] = str(path)
+    return {"content": message.text, "meta": meta}
+
+
+class ChannelLink:
+    def __init__(self, outbound: Any, store: Any, outgoing: Any = None, name: str | None = None) -> None:
+        """``outbound``: the connection's channel for server-initiated messages (``notify(method, params)``,
+        raising when the connection is closed); ``store``: a callable returning the EventStore."""
+        self.outbound = outbound
+        self.store = store
+        self.outgoing = outgoing
+        self.name = name or session_name()
+        self.session: ChannelSession | None = None
+        self.bell = wake.Bell()
+        self.pending: dict[str, str] = {}  # event_id -> request_id
+        self._task: asyncio.Task | None = None
+        self._side_tasks: set[asyncio.Task] = set()  # typing indicators: kept referenced until done
+        self._closed = False
+
+    async def start(self) -> ChannelSession:
+        port = await self.bell.open()
+        self.session = await sync_to_async(inbox.register)(
+            self.name, cwd=os.getcwd(), hostname=socket.gethostname(), pid=os.getpid(), wake_port=port
+        )
+        logger.info("channel session %s attached", self.session.name)
+        self._task = asyncio.create_task(self._run(), name=f"channel-{self.session.name}")
+        return self.session
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.bell.close()
+        if self.session is not None:
+            await sync_to_async(inbox.close)(self.session.pk)
+            logger.info("channel session %s detached", self.session.name)
+
+    # --- permission requests ---------------------------------------------------------------------------------
+    async def permission_request(self, request: relay.PermissionRequest) -> None:
+        """Relay a permission prompt to Telegram. Never raises: a prompt that cannot be relayed is still
+        answerable in the terminal."""
+        try:
+            event_id = await relay.ask(
+                self.store(), request, self.name if self.session is None else self.session.name
+            )
+        except Exception:
+            logger.exception("could not relay permission request %s", request.request_id)
+            return
+        self.pending[event_id] = request.request_id
+        self.bell.poke()
+
+    # --- the loop --------------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        beat = time.monotonic()
+        poked = True  # at start: whatever waited for a session
+        while not self._closed:
+            try:
+                await self.deliver_once(poked)
+                if self.pending:
+                    await self.verdicts_once()
+                if time.monotonic() - beat >= inbox.HEARTBEAT_SECONDS:
+                    beat = time.monotonic()
+                    await sync_to_async(_beat)(self.session.pk)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            except Exception:
+                logger.exception("channel session %s: a step failed; retrying", self.name)
+            poked = await self.bell.wait(PENDING_POLL_SECONDS if self.pending else wake.POLL_SECONDS)
+
+    async def deliver_once(self, poked: bool = True) -> int:
+        """Push this session's waiting messages; returns how many. Raises when the connection is closed (what
+        was claimed and not written is given back first). Not ``poked`` (a timed poll), one cheap read first."""
+        if not poked and not await sync_to_async(inbox.waiting)():
+            return 0
+        messages = await sync_to_async(inbox.claim)(self.session)
+        delivered = 0
+        chats: set[int] = set()
+        for message in messages:
+            try:
+                await self.outbound.notify(CHANNEL_METHOD, notification(message))
+            except BaseException:
+                await sync_to_async(inbox.release)(self.session.pk)
+                raise
+            await sync_to_async(inbox.mark_delivered)(message.pk, self.session.pk)
+            delivered += 1
+            chats.add(message.chat_id)
+        if self.outgoing is not None:
+            for chat_id in chats:
+                task = asyncio.create_task(self.outgoing.typing(chat_id))
+                self._side_tasks.add(task)
+                task.add_done_callback(self._side_tasks.discard)
+        return delivered
+
+    async def verdicts_once(self) -> int:
+        decided = await sync_to_async(relay.verdicts)(list(self.pending))
+        for event_id, behavior in decided.items():
+            request_id = self.pending.pop(event_id)
+            if behavior == "expired":
+                logger.info("permission request %s expired unanswered in Telegram", request_id)
+                continue
+            await self.outbound.notify(relay.VERDICT_METHOD, {"request_id": request_id, "behavior": behavior})
+        return len(decided)
+
+
+def _beat(session_pk: int) -> None:
+    inbox.heartbeat(session_pk)
+    inbox.release_stale()

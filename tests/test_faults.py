@@ -1,0 +1,271 @@
+"""Fault injection with real processes: workers killed, Redis restarted, the database away, Telegram failing, the
+responses folder unwritable. Nothing may be lost; duplicates are counted and printed (run with -s to see them).
+
+Every test runs ``manage.py run_bridge`` children (tests/processes.py) on the test database, a Redis and the
+emulator in this process. CC_TELEGRAM_FAULT_EVENTS sets the size of the SIGKILL run (default 2,000).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import threading
+import time
+
+import httpx
+import pytest
+
+from bridge.models import BridgeSettings, Delivery, Event, Recipient, Response
+from tests.processes import (
+    BridgeProcesses,
+    DatabaseOutage,
+    PrivateRedis,
+    lines_matching,
+    send_calls,
+    titles_received,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHATS = [7001, 7002, 7003, 7004, 7005]
+KILL_EVENTS = int(os.environ.get("CC_TELEGRAM_FAULT_EVENTS", "2000"))
+KILLS = 10
+TYPES = ("info_notification", "task_completion", "build_failed", "file_modified")
+
+
+def make_world(**settings_changes) -> None:
+    """One recipient per chat, each taking the events of its own source; settings for a fast run."""
+    for i, chat_id in enumerate(CHATS):
+        Recipient.objects.create(chat_id=chat_id, display_name=f"chat {i}", sources=f"project-{i}")
+    current = BridgeSettings.load()
+    values = {
+        "rate_per_chat_per_second": 100,
+        "rate_global_per_second": 1000,
+        "digest_threshold": 10_000,
+        "retry_base_delay_ms": 50,
+        "retry_max_delay_ms": 500,
+        "retry_attempts": 20,
+        **settings_changes,
+    }
+    for name, value in values.items():
+        setattr(current, name, value)
+    current.full_clean()
+    current.save()
+
+
+def event(tag: str, i: int) -> dict:
+    return {"type": TYPES[i % len(TYPES)], "title": f"{tag}-{i:05d}", "source": f"project-{i % len(CHATS)}"}
+
+
+class Feeder(threading.Thread):
+    """Drops ``count`` events into the folder at ``per_second``, as agents would while the bridge runs."""
+
+    def __init__(self, bridge: BridgeProcesses, tag: str, count: int, per_second: float, start: int = 0):
+        super().__init__(name=f"feeder {tag}", daemon=True)
+        self.bridge, self.tag, self.count, self.per_second, self.first = bridge, tag, count, per_second, start
+
+    def run(self) -> None:
+        began = time.monotonic()
+        for n in range(self.count):
+            i = self.first + n
+            self.bridge.drop(f"{self.tag}-{i:05d}.json", event(self.tag, i))
+            ahead = began + (n + 1) / self.per_second - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def sent_count() -> int:
+    return Delivery.objects.filter(status=Delivery.Status.SENT).count()
+
+
+def assert_all_delivered(bridge: BridgeProcesses, tag: str, count: int) -> int:
+    """Every event is stored, done, sent to its chat and seen by the emulator; returns the duplicate sends."""
+    expected = {f"{tag}-{i:05d}" for i in range(count)}
+    assert bridge.waiting_files() == []
+    assert not (bridge.events_dir / "failed").exists()
+    assert Event.objects.count() == count
+    assert Event.objects.exclude(status=Event.Status.DONE).count() == 0
+    assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == count
+    assert set(Delivery.objects.values_list("event__title", flat=True)) == expected
+    received = titles_received(bridge.emulator, re.compile(rf"{tag}-\d{{5}}"))
+    missing = expected - set(received)
+    assert not missing, f"{len(missing)} events never reached Telegram, e.g. {sorted(missing)[:5]}"
+    return sum(received.values()) - count
+
+
+@pytest.fixture
+def bridge(tmp_path, emulator, redis_url, key_prefix, transactional_db):
+    bridge = BridgeProcesses(tmp_path, emulator=emulator, redis_url=redis_url, key_prefix=key_prefix)
+    yield bridge
+    bridge.kill_all()
+
+
+def test_ten_sigkills_during_a_run_lose_no_event(bridge):
+    make_world()
+    bridge.spawn(3)
+    began = time.monotonic()
+    # The feed lasts about as long as the kills, so they land in ingest, claims, sends and recording alike.
+    feeder = Feeder(bridge, "kill", KILL_EVENTS, per_second=max(100.0, KILL_EVENTS / 15))
+    feeder.start()
+    rng = random.Random(1234)
+    kills = []
+
+    def ready() -> list:
+        return [w for w in bridge.alive() if w.ready()]
+
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(0.3, 1.2))
+        # Never the last one up: the run must go on while successors start.
+        wait_for(lambda: len(ready()) >= 2, timeout=90, what="two workers up")
+        rng.choice(ready()).kill()
+        kills.append((round(time.monotonic() - began, 1), sent_count()))
+        bridge.spawn(1, wait=False)  # its successor
+    feeder.join()
+    last_kill = time.monotonic()
+    wait_for(lambda: sent_count() >= KILL_EVENTS, timeout=180, what=f"{KILL_EVENTS} events sent", every=0.2)
+    finished = time.monotonic()
+    assert bridge.stop_all() == [], "a worker did not drain and exit on SIGTERM"
+
+    duplicates = assert_all_delivered(bridge, "kill", KILL_EVENTS)
+    print(
+        f"\nSIGKILL x{KILLS} during {KILL_EVENTS} events: lost 0, duplicate sends {duplicates}, "
+        f"run {finished - began:.1f} s, done {finished - last_kill:.1f} s after the last kill; "
+        f"kills at (s, sent so far): {kills}"
+    )
+    # A kill can repeat at most the sends in flight when it struck: one per chat, plus what was sent but not yet
+    # recorded in the batch being written.
+    assert duplicates <= KILLS * len(CHATS)
+
+
+def test_redis_restarted_mid_run_loses_nothing_and_the_bridge_reconnects(
+    tmp_path, emulator, key_prefix, transactional_db
+):
+    redis = PrivateRedis(tmp_path / "redis").start()
+    bridge = BridgeProcesses(tmp_path / "bridge", emulator=emulator, redis_url=redis.url, key_prefix=key_prefix)
+    try:
+        make_world()
+        [worker] = bridge.spawn(1)
+        before = Feeder(bridge, "redis", 150, per_second=150)
+        before.run()
+        wait_for(lambda: sent_count() >= 50, timeout=60, what="the first sends")
+
+        redis.stop()
+        went_down = time.time()
+        during = Feeder(bridge, "redis", 150, per_second=150, start=150)
+        during.run()  # agents keep writing while Redis is away: the files wait in the folder
+        time.sleep(max(0.0, went_down + 2.0 - time.time()))
+        redis.start()
+        came_back = time.time()
+
+        wait_for(lambda: sent_count() >= 300, timeout=90, what="every event sent", every=0.2)
+        first_after = min(c["time"] for c in send_calls(emulator) if c["ok"] and c["time"] > came_back)
+        assert worker.alive(), worker.log_tail()
+        assert bridge.stop_all() == []
+        duplicates = assert_all_delivered(bridge, "redis", 300)
+    finally:
+        bridge.kill_all()
+        redis.stop()
+    print(
+        f"\nRedis down {came_back - went_down:.1f} s mid-run: lost 0, duplicate sends {duplicates}, "
+        f"first send {first_after - came_back:.2f} s after Redis was back"
+    )
+    assert duplicates <= len(CHATS)
+
+
+def test_database_away_for_seconds_is_waited_out_with_backoff(
+    tmp_path, emulator, redis_url, key_prefix, transactional_db
+):
+    outage = DatabaseOutage(sqlite_timeout=1)
+    bridge = BridgeProcesses(
+        tmp_path, emulator=emulator, redis_url=redis_url, key_prefix=key_prefix, database_url=outage.database_url
+    )
+    try:
+        make_world()
+        [worker] = bridge.spawn(1)
+        Feeder(bridge, "db", 100, per_second=200).run()
+        wait_for(lambda: sent_count() >= 30, timeout=60, what="the first sends")
+
+        away = threading.Thread(target=outage.hold, args=(4.0,))
+        went_down = time.time()
+        away.start()
+        Feeder(bridge, "db", 100, per_second=50, start=100).run()  # written while the database is away
+        away.join()
+        came_back = time.time()
+
+        wait_for(lambda: sent_count() >= 200, timeout=90, what="every event sent", every=0.2)
+        assert worker.alive(), worker.log_tail()
+        log = worker.log()
+        assert bridge.stop_all() == []
+        duplicates = assert_all_delivered(bridge, "db", 200)
+    finally:
+        bridge.kill_all()
+        outage.close()
+    complaints = lines_matching(log, [outage.log_marker])
+    assert complaints, f"the outage left no trace in the log:\n{log[-3000:]}"
+    done = max(c["time"] for c in send_calls(emulator) if c["ok"])
+    print(
+        f"\ndatabase away {came_back - went_down:.1f} s: lost 0, duplicate sends {duplicates}, "
+        f"{len(complaints)} log lines about it, all sent {done - came_back:.1f} s after it was back"
+    )
+    assert duplicates <= len(CHATS)
+
+
+FAULTS = [
+    {"method": "sendMessage", "status": 429, "retry_after": 1, "probability": 0.08},
+    {"method": "sendMessage", "status": 500, "probability": 0.04},
+    {"method": "sendMessage", "status": 502, "probability": 0.04},
+    # Held until the client gives up (its timeout is 1 s here), then answered 504: a hung Bot API...
+    {"method": "sendMessage", "timeout": True, "hold_ms": 3000, "status": 504, "probability": 0.03},
+    # ...and one that sent the message but whose answer was lost: the retry sends it again.
+    {"method": "sendMessage", "timeout": True, "hold_ms": 3000, "status": 504, "apply": True, "probability": 0.02},
+]
+
+
+def test_telegram_failing_a_fifth_of_sends_still_gets_everything_and_retry_after_is_honoured(
+    tmp_path, emulator, redis_url, key_prefix, transactional_db
+):
+    count = 300
+    bridge = BridgeProcesses(
+        tmp_path,
+        emulator=emulator,
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        extra_env={"CC_TELEGRAM_API_TIMEOUT": "1"},
+    )
+    try:
+        # The breaker has its own tests; here it must not pause everything for the scattered 5xx.
+        make_world(breaker_failure_threshold=200, breaker_window_seconds=5)
+        bridge.spawn(1)
+        httpx.post(f"{emulator.control_url}/faults", json={"rules": FAULTS}).raise_for_status()
+        Feeder(bridge, "flaky", count, per_second=300).run()
+        wait_for(lambda: sent_count() >= count, timeout=120, what="every event sent", every=0.2)
+        assert bridge.stop_all() == []
+        duplicates = assert_all_delivered(bridge, "flaky", count)
+    finally:
+        bridge.kill_all()
+
+    calls = send_calls(emulator)
+    failed = [c for c in calls if not c["ok"]]
+    by_status = {status: sum(1 for c in failed if c["status"] == status) for status in (429, 500, 502, 504)}
+    too_soon = []
+    for chat_id in CHATS:
+        # Answers to requests made after the 429 (a held 504 answers a request made before it).
+        mine = [c for c in calls if int(c["params"]["chat_id"]) == chat_id and c["status"] != 504]
+        for index, call in enumerate(mine):
+            if call["status"] == 429:
+                too_soon += [
+                    (chat_id, round(later["time"] - call["time"], 3))
+                    for later in mine[index + 1 :]
+                    if later["time"] < call["time"] + 1.0
+                ]
+    print(
+        f"\nemulator failing {len(failed)}/{len(calls)} sends ({100 * len(failed) / len(calls):.0f} %) "
+        f"{by_status}: lost 0, duplicate sends {duplicates} (answers lost after sending), "
+        f"sends within retry_after of a 429: {len(too_soon)}"
+    )
+    assert len(failed) / len(calls) > 0.1
+    assert by_status[429] and by_status[504]
+    assert too_soon == []
+    assert duplicates <= by_status[504]
