@@ -713,3 +713,24 @@ def test_run_bridge_once_no_send_ingests_waiting_files_and_exits(command_backend
     assert list(EventRow.objects.order_by("pk").values_list("title", flat=True)) == ["first", "second"]
     assert command_backend() == list(EventRow.objects.order_by("pk").values_list("event_id", flat=True))
     assert AuditEntry.objects.filter(action="event.quarantined", object_id="broken.json").exists()
+
+
+# --- one event at a time (MCP tools, the shell) ----------------------------------------------------------------
+
+
+async def test_a_submitted_event_is_stored_and_queued_in_one_step_and_an_explicit_id_once(make_queue, queued):
+    from bridge.ingest.store import EventStore
+    from bridge.ingest.submit import submit
+
+    store = EventStore(make_queue())
+    first, stored = await submit(store, event("from a tool"), origin="mcp")
+    again, repeated = await submit(store, event("from a tool"), origin="mcp")
+    assert first.event_id != again.event_id, "each call is a new event"
+    assert not stored.duplicate and not repeated.duplicate
+    explicit = {**event("pinned"), "event_id": "pinned-1"}
+    _, pinned = await submit(store, explicit, origin="mcp")
+    _, pinned_again = await submit(store, explicit, origin="mcp")
+    assert (pinned.duplicate, pinned_again.duplicate) == (False, True)
+    assert pinned.pk == pinned_again.pk
+    assert await queued() == [first.event_id, again.event_id, "pinned-1"]
+    assert await EventRow.objects.filter(origin="mcp").acount() == 3

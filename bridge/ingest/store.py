@@ -62,6 +62,25 @@ class EventStore:
             results.append(Stored(event.event_id, rows[event.event_id], duplicate=not first))
         return results
 
+    async def store_new(self, event: Event) -> Stored:
+        """Store one event whose id is most likely new (an MCP call, the shell): one transaction on the database
+        queue, no look-up first. A duplicate id falls back to ``store``, which recognises it."""
+        try:
+            pk, entry_id = await self.queue.enqueue_new_event(
+                lambda: _insert_one(event), event.event_id, int(event.priority), event.to_json()
+            )
+        except IntegrityError:
+            (stored,) = await self.store([event])
+            return stored
+        return Stored(event.event_id, pk, duplicate=entry_id is None)
+
+
+def _insert_one(event: Event) -> int:
+    row = _row(event)
+    with transaction.atomic():  # a savepoint inside the queue's transaction: a duplicate leaves it usable
+        row.save(force_insert=True)
+    return row.pk
+
 
 def _insert_and_serialize(events: Sequence[Event]) -> tuple[dict[str, int], set[str], dict[str, bytes]]:
     """``_insert_rows``, plus the queue payload of the first event of each id still to queue: serializing a 1 MB

@@ -11,7 +11,7 @@ gives them back as they were put in.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bridge.compression import Compressor
@@ -101,6 +101,21 @@ class DurableQueue(ABC):
     @abstractmethod
     async def enqueue_batch(self, entries: list[NewEntry]) -> list[str | None]:
         """Store entries durably; per input, its entry id or None when its event_id was already queued."""
+
+    async def enqueue_new_event(
+        self, insert_row: Callable[[], int], event_id: str, lane: int, payload: bytes
+    ) -> tuple[int, str | None]:
+        """Insert a new event's row (``insert_row`` runs on a database thread and returns its pk), then enqueue it.
+
+        The one-event path of MCP tools and the shell, where every millisecond counts. Raises IntegrityError when
+        the row exists already (the caller falls back to the batch path). The database queue overrides this to
+        write the row and its entry in one transaction.
+        """
+        from asgiref.sync import sync_to_async
+
+        pk = await sync_to_async(insert_row)()
+        (entry_id,) = await self.enqueue_batch([NewEntry(pk, event_id, lane, payload)])
+        return pk, entry_id
 
     @abstractmethod
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:

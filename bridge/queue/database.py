@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -112,6 +112,31 @@ class DatabaseQueue(DurableQueue):
         if any(ids):
             _doorbell.ring()
         return ids
+
+    async def enqueue_new_event(
+        self, insert_row: Callable[[], int], event_id: str, lane: int, payload: bytes
+    ) -> tuple[int, str | None]:
+        def both() -> tuple[int, str] | None:
+            stored, compressed = self.compressor.compress(payload)
+            try:
+                with transaction.atomic(using=self.using):
+                    pk = insert_row()
+                    row = self._entries().create(
+                        event_id=pk,
+                        lane=lane,
+                        payload=stored,
+                        compressed=compressed,
+                        available_at=timezone.now(),
+                    )
+            except IntegrityError:
+                return None  # the event exists: not a storage failure, the caller's duplicate path
+            return pk, str(row.pk)
+
+        result = await self._run(both)
+        if result is None:
+            raise IntegrityError(f"event {event_id} is already stored")
+        _doorbell.ring()
+        return result
 
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
         if count <= 0:
