@@ -67,9 +67,9 @@ class WorkerHost:
     async def stop(self) -> None:
         self._stopping = True
         await self._inbox.put({"type": "bridge.stop"})
-        control = self._tasks[0]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(control), timeout=2)
+        if self._tasks:  # not there when stopped while still starting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._tasks[0]), timeout=2)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

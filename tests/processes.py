@@ -60,7 +60,9 @@ def wait_for(condition: Callable[[], object], *, timeout: float, what: str, ever
 # --- the test database, for a child ------------------------------------------------------------------------------
 
 
-def child_database_url(*, host: str | None = None, port: int | None = None, sqlite_timeout: float = 20) -> str:
+def child_database_url(
+    *, host: str | None = None, port: int | None = None, sqlite_timeout: float = 20
+) -> str:
     """The database pytest-django made for this run, as a DATABASE_URL a child process can use.
 
     ``host``/``port`` redirect a PostgreSQL connection (through a proxy); ``sqlite_timeout`` is how long an
@@ -198,7 +200,9 @@ class BridgeProcesses:
         )
         self.workers: list[BridgeProcess] = []
 
-    def _env(self, *, redis_url, key_prefix, database_url, visibility_timeout, token, extra) -> dict[str, str]:
+    def _env(
+        self, *, redis_url, key_prefix, database_url, visibility_timeout, token, extra
+    ) -> dict[str, str]:
         env = {
             name: value
             for name, value in os.environ.items()

@@ -7,11 +7,14 @@ emulator in this process. CC_TELEGRAM_FAULT_EVENTS sets the size of the SIGKILL 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import re
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -143,7 +146,9 @@ def test_redis_restarted_mid_run_loses_nothing_and_the_bridge_reconnects(
     tmp_path, emulator, key_prefix, transactional_db
 ):
     redis = PrivateRedis(tmp_path / "redis").start()
-    bridge = BridgeProcesses(tmp_path / "bridge", emulator=emulator, redis_url=redis.url, key_prefix=key_prefix)
+    bridge = BridgeProcesses(
+        tmp_path / "bridge", emulator=emulator, redis_url=redis.url, key_prefix=key_prefix
+    )
     try:
         make_world()
         [worker] = bridge.spawn(1)
@@ -179,7 +184,11 @@ def test_database_away_for_seconds_is_waited_out_with_backoff(
 ):
     outage = DatabaseOutage(sqlite_timeout=1)
     bridge = BridgeProcesses(
-        tmp_path, emulator=emulator, redis_url=redis_url, key_prefix=key_prefix, database_url=outage.database_url
+        tmp_path,
+        emulator=emulator,
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        database_url=outage.database_url,
     )
     try:
         make_world()
@@ -219,7 +228,14 @@ FAULTS = [
     # Held until the client gives up (its timeout is 1 s here), then answered 504: a hung Bot API...
     {"method": "sendMessage", "timeout": True, "hold_ms": 3000, "status": 504, "probability": 0.03},
     # ...and one that sent the message but whose answer was lost: the retry sends it again.
-    {"method": "sendMessage", "timeout": True, "hold_ms": 3000, "status": 504, "apply": True, "probability": 0.02},
+    {
+        "method": "sendMessage",
+        "timeout": True,
+        "hold_ms": 3000,
+        "status": 504,
+        "apply": True,
+        "probability": 0.02,
+    },
 ]
 
 
@@ -269,3 +285,48 @@ def test_telegram_failing_a_fifth_of_sends_still_gets_everything_and_retry_after
     assert by_status[429] and by_status[504]
     assert too_soon == []
     assert duplicates <= by_status[504]
+
+
+def test_unwritable_responses_folder_keeps_the_answer_and_writes_it_once_back(bridge):
+    make_world()
+    [worker] = bridge.spawn(1)
+    folder = bridge.responses_dir
+    with unusable(folder):
+        bridge.emulator.say(CHATS[0], "ship it when the tests pass")
+        response = wait_for(
+            lambda: Response.objects.exclude(file_error__in=("", "not written yet")).first(),
+            timeout=30,
+            what="the response stored with the reason its file is missing",
+        )
+        assert response.message_text == "ship it when the tests pass"
+        assert str(folder) in response.file_error
+        assert lines_matching(worker.log(), ["not written to", "kept in the database"])
+    lost_at = time.monotonic()
+    written = wait_for(
+        lambda: [p for p in folder.glob("telegram_response_*.json")], timeout=30, what="the file written"
+    )
+    response.refresh_from_db()
+    assert (response.file_error, response.file_name) == ("", written[0].name)
+    assert json.loads(written[0].read_text())["message_text"] == "ship it when the tests pass"
+    assert worker.alive()
+    print(f"\nresponses folder back: file written {time.monotonic() - lost_at:.1f} s later")
+
+
+@contextlib.contextmanager
+def unusable(folder: Path):
+    """The folder cannot be written to. Permissions do not stop root, so as root a plain file takes its place."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    folder.write_text("not a folder")
+    try:
+        yield
+    finally:
+        folder.unlink()
+        aside.rename(folder)

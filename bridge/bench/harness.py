@@ -6,8 +6,6 @@ Everything here runs inside the bench's world (bridge/bench/world.py): the datab
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import re
 import select
@@ -67,90 +65,6 @@ LIMITS_OFF = {
     "rate_per_group_per_minute": 1000,
     "digest_threshold": 10_000,
 }
-
-
-# --- the feeder (the agent) ------------------------------------------------------------------------------------
-class Feeder:
-    """``python -m bridge.bench.feeder`` in its own process: stages ``count`` files, renames them on ``go()``."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        events_dir: Path,
-        tag: str,
-        count: int,
-        *,
-        rate: float = 0.0,
-        sources: int = 1,
-        event_type: str = "task_completion",
-    ) -> None:
-        if not tag.isalnum():
-            raise ValueError("a feeder tag is letters and digits only (it is part of titles and ids)")
-        self.tag, self.count, self.rate = tag, count, rate
-        self.log = workdir / f"feeder-{tag}.json"
-        command = [sys.executable, "-m", "bridge.bench.feeder", "--events", str(events_dir)]
-        command += ["--stage", str(workdir / f"stage-{tag}"), "--tag", tag, "--count", str(count)]
-        command += [
-            "--rate",
-            str(rate),
-            "--sources",
-            str(sources),
-            "--type",
-            event_type,
-            "--log",
-            str(self.log),
-        ]
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=PROJECT_ROOT,
-        )
-        self.started_at = 0.0
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Wait until every file is staged; raises RuntimeError if the feeder fails or takes too long."""
-        stdout = self.process.stdout
-        ready, _, _ = select.select([stdout], [], [], timeout)
-        if not ready or stdout.readline().strip() != "ready":
-            self.kill()
-            raise RuntimeError(f"the feeder did not stage {self.count} files within {timeout:.0f} s")
-
-    def go(self) -> None:
-        self.started_at = time.time()
-        self.process.stdin.write("go\n")
-        self.process.stdin.flush()
-
-    @property
-    def duration(self) -> float:
-        """Seconds the renames take at the feeder's rate (0 when as fast as possible)."""
-        return self.count / self.rate if self.rate else 0.0
-
-    async def finished(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None:
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("the feeder did not finish in time")
-            await asyncio.sleep(0.05)
-        if self.process.returncode != 0:
-            raise RuntimeError(f"the feeder failed (exit {self.process.returncode})")
-
-    def times(self) -> list[float]:
-        """Wall-clock time of each rename, by event index."""
-        return json.loads(self.log.read_text())["times"]
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def close(self) -> None:
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None and not stream.closed:
-                stream.close()
-        self.kill()
 
 
 # --- the Telegram emulator ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from bridge.bench import report
 from bridge.bench.harness import reset_database
 from bridge.bench.progress import Progress
 from bridge.bench.report import CRASHED, NOT_RUN, ScenarioResult
-from bridge.bench.scenarios import NotRun, load
+from bridge.bench.scenarios import DEFAULT, NotRun, load
 from bridge.bench.world import REDIS_ENV, REDIS_MISSING_ENV, WORLD_ENV
 
 
@@ -139,7 +139,11 @@ def run(options: Options) -> int:
     print(f"figures: {json_path}")
     plot_path = _plot(options.output, stamp, results, progress)
     if plot_path is not None:
-        print(f"plot:    {plot_path} (copied to {options.output / 'latest.png'})")
+        # README embeds latest.png: only a run of every default scenario replaces it, not a partial one.
+        complete = set(DEFAULT) <= set(options.scenarios)
+        if complete:
+            shutil.copyfile(plot_path, options.output / "latest.png")
+        print(f"plot:    {plot_path}" + (f" (copied to {options.output / 'latest.png'})" if complete else ""))
     crashed = [r.name for r in results if r.status == CRASHED]
     if crashed:
         print(f"crashed: {', '.join(crashed)} (tracebacks in the JSON file)")
@@ -154,7 +158,6 @@ def _plot(output: Path, stamp: str, results: list[ScenarioResult], progress: Pro
         return None
     path = output / f"{stamp}.png"
     plot.draw(results, path, title=f"CCTelegram bench {stamp}")
-    shutil.copyfile(path, output / "latest.png")
     return path
 
 

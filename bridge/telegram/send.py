@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # Once a message is out, recording it (database) and acking its entry (queue) are retried until they succeed,
 # never answered by sending again; the pause between tries doubles up to this (seconds).
-_BOOKKEEPING_MAX_DELAY = 5.0
+_BOOKKEEPING_MAX_DELAY = 2.0
 
 # Rendering a large event (splitting it into parts) takes tens to hundreds of milliseconds: off the event loop.
 _RENDER_IN_THREAD_BYTES = 64 * 1024
@@ -89,7 +89,9 @@ class Sender:
         self.outboxes: dict[int, Outbox] = {}
         self._drainers: dict[int, asyncio.Task] = {}
         self._open_entries: set[EntryTracker] = set()
-        self._by_entry: dict[str, EntryTracker] = {}  # the same trackers, by queue entry id
+        # The same trackers by queue entry: (lane, entry id), since each Redis lane is a stream of its own and two
+        # streams can hand out the same id.
+        self._by_entry: dict[tuple[int, str], EntryTracker] = {}
         self._room = asyncio.Condition()
         self.cache = cache or TieredCache()
         self._tasks: set[asyncio.Task] = set()
@@ -222,7 +224,7 @@ class Sender:
 
     async def _give_back(self, items: tuple[Claimed, ...], reason: str) -> None:
         for item in items:
-            if item.entry_id in self._by_entry:
+            if _key(item) in self._by_entry:
                 continue  # held and being sent: not ours to release
             try:
                 await self.queue.retry_later(item, self.settings.retry_base_delay, reason)
@@ -234,7 +236,7 @@ class Sender:
         return not self._open_entries
 
     async def _accept(self, item: Claimed) -> None:
-        held = self._by_entry.get(item.entry_id)
+        held = self._by_entry.get(_key(item))
         if held is not None:
             # Our own entry, reclaimed by us because its lease lapsed while the queue was unreachable: its
             # deliveries are already in the outboxes. Keep them there, under the new claim; taking them in again
@@ -257,7 +259,7 @@ class Sender:
             await self._close(tracker)
             return
         self._open_entries.add(tracker)
-        self._by_entry[item.entry_id] = tracker
+        self._by_entry[_key(item)] = tracker
         for p in pending:
             job = Job(p.delivery_pk, p.recipient_pk, p.chat_id, event, tracker, attempts=p.attempts)
             self._enqueue(job)
@@ -469,8 +471,8 @@ class Sender:
         metrics.PROCESSED[tracker.event.type].inc()
         async with self._room:
             self._open_entries.discard(tracker)
-            if self._by_entry.get(tracker.item.entry_id) is tracker:
-                del self._by_entry[tracker.item.entry_id]
+            if self._by_entry.get(_key(tracker.item)) is tracker:
+                del self._by_entry[_key(tracker.item)]
             self._room.notify_all()
 
     async def _until_done(self, what: str, step) -> None:
@@ -498,6 +500,10 @@ class Sender:
                     "error": outcome.error,
                 }
             )
+
+
+def _key(item: Claimed) -> tuple[int, str]:
+    return item.lane, item.entry_id
 
 
 def build_sender(pipeline) -> Sender:

@@ -15,8 +15,8 @@ import time
 
 from asgiref.sync import sync_to_async
 
-from bridge.bench.feeder import index_of
-from bridge.bench.harness import Emulator, Feeder, make_recipients
+from bridge.bench.feeder import Feeder, index_of
+from bridge.bench.harness import Emulator, make_recipients
 from bridge.bench.report import Target
 
 TITLE = "2,000 events to 10 recipients with Telegram-like limits on: 429s, digests, longest wait"

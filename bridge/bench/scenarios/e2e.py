@@ -16,7 +16,8 @@ import time
 
 from bridge.bench import original, stats
 from bridge.bench.baseline import naive_sender
-from bridge.bench.harness import LIMITS_OFF, Emulator, Feeder, latencies_by_marker, make_recipients, tune
+from bridge.bench.feeder import Feeder
+from bridge.bench.harness import LIMITS_OFF, Emulator, latencies_by_marker, make_recipients, tune
 from bridge.bench.report import Target
 
 TITLE = "file renamed -> sendMessage at the emulator: latency at 20 events/s, send throughput"

@@ -12,7 +12,8 @@ import asyncio
 import time
 
 from bridge.bench import original
-from bridge.bench.harness import Feeder, RssSampler, bridge_process
+from bridge.bench.feeder import Feeder
+from bridge.bench.harness import RssSampler, bridge_process
 from bridge.bench.report import Target
 
 TITLE = "bridge RSS during a 100,000-file flood (bounded memory)"

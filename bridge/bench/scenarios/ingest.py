@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from django.db import connection
 
 from bridge.bench import stats
-from bridge.bench.feeder import event_id
-from bridge.bench.harness import Feeder, redis_queue
+from bridge.bench.feeder import Feeder, event_id
+from bridge.bench.harness import redis_queue
 from bridge.bench.report import Target
 
 TITLE = "file renamed -> durably queued: latency at 50 events/s and throughput, both backends"

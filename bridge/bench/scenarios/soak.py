@@ -17,10 +17,10 @@ import time
 import psutil
 
 from bridge.bench import stats
+from bridge.bench.feeder import Feeder
 from bridge.bench.harness import (
     LIMITS_OFF,
     Emulator,
-    Feeder,
     bridge_process,
     latencies_by_marker,
     make_recipients,

@@ -82,9 +82,17 @@ class Command(BaseCommand):
         from bridge.worker import WorkerHost
 
         host = WorkerHost(pipeline)
-        await host.start()
-        self.stdout.write(f"bridge {pipeline.name} running; watching {pipeline.events_dir}")
-        await stop.wait()
+        # Starting waits for the Bot API (it retries while Telegram is unreachable): a SIGTERM meanwhile still stops.
+        starting = asyncio.create_task(host.start())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a bad token and other permanent failures end the command here, with their reason
+            self.stdout.write(f"bridge {pipeline.name} running; watching {pipeline.events_dir}")
+            await stopping
+        else:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         self.stdout.write("stopping: draining the pipeline")
         await host.stop()
         self.stdout.write("stopped")

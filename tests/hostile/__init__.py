@@ -1,0 +1,1 @@
+"""Hostile input for the ingest pipeline, generated at test time (see corpus.py)."""
