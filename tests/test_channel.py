@@ -33,6 +33,7 @@ from bridge.replies.service import Replies, bot_id_of
 from bridge.telegram.send import build_sender
 from bridge.telegram.transport import TelegramTransport
 from tests.emulator_fixtures import TEST_TOKEN
+from tests.processes import child_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -352,18 +353,16 @@ async def test_a_typed_approve_is_only_a_message_never_a_verdict(world):
 
 # --- over stdio ------------------------------------------------------------------------------------------------
 async def test_a_channel_session_over_stdio_receives_messages_and_verdicts(world):
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3":
-        pytest.skip("the subprocess is pointed at the test database by its SQLite file")
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{database['NAME']}",
+        "DATABASE_URL": child_database_url(),
+        # The same queue streams as this test's own bridge, when the suite runs on Redis.
+        "CC_TELEGRAM_REDIS_PREFIX": django_settings.CC_TELEGRAM_REDIS_PREFIX,
         "TELEGRAM_BOT_TOKEN": TEST_TOKEN,
         "TELEGRAM_API_BASE_URL": world.emulator.base_url,
         "CC_TELEGRAM_HOME": str(world.settings.CC_TELEGRAM_HOME),
         "CC_TELEGRAM_SESSION": "stdio-proj",
     }
-    env.pop("REDIS_URL", None)
     params = StdioServerParameters(
         command=sys.executable,
         args=[str(Path(django_settings.BASE_DIR) / "manage.py"), "mcp_server", "--channel"],

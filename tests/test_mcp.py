@@ -27,7 +27,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -49,6 +48,7 @@ from bridge.models import (
     Worker,
 )
 from bridge.queue import get_queue
+from tests.processes import child_database_url
 
 # Tools work on Django's database thread and subprocesses on their own connections: both must see committed rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,23 +125,11 @@ async def queued_events() -> list[TypedEvent]:
         await queue.close()
 
 
-def test_database_url() -> str:
-    """The test database, as DATABASE_URL for a subprocess."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
-
-
 def child_env(settings, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="bridge.mcp.settings",
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=child_database_url(),
         CC_TELEGRAM_HOME=str(settings.CC_TELEGRAM_HOME),
         CC_TELEGRAM_EVENTS_DIR=str(settings.CC_TELEGRAM_EVENTS_DIR),
         CC_TELEGRAM_RESPONSES_DIR=str(settings.CC_TELEGRAM_RESPONSES_DIR),
@@ -650,7 +638,7 @@ def bridge_env(folders, settings, monkeypatch):
     """`run_bridge` children on the test database, ingest only (no Telegram)."""
     settings.MCP_BRIDGE_ARGS = ["--no-send"]
     settings.MCP_BRIDGE_STOP_GRACE_SECONDS = 20
-    monkeypatch.setenv("DATABASE_URL", test_database_url())
+    monkeypatch.setenv("DATABASE_URL", child_database_url())
     monkeypatch.setenv("CC_TELEGRAM_REDIS_PREFIX", settings.CC_TELEGRAM_REDIS_PREFIX)
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)  # run_bridge needs the full settings
     return Path(folders.CC_TELEGRAM_HOME)

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import metrics
@@ -33,6 +32,7 @@ from bridge.telegram import format as telegram_format
 from bridge.telegram.send import build_sender
 from bridge.tuning.telemetry import LoopLagMonitor
 from tests.emulator_fixtures import TEST_TOKEN
+from tests.processes import child_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -339,14 +339,6 @@ async def test_a_1mb_event_is_parsed_serialized_compressed_and_rendered_off_the_
 
 
 # --- several processes -------------------------------------------------------------------------------------------------
-def database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -407,7 +399,7 @@ def children(world, emulator, tmp_path, key_prefix):
     }
     env |= {
         "DJANGO_SETTINGS_MODULE": "cctelegram.settings",
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": child_database_url(),
         "TELEGRAM_BOT_TOKEN": TEST_TOKEN,
         "TELEGRAM_API_BASE_URL": emulator.base_url,
         "TELEGRAM_ALLOWED_USERS": "",

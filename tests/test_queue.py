@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from django.db import connection
 from django.utils import timezone
 
 from bridge.compression import Compressor
@@ -25,6 +24,7 @@ from bridge.queue import get_queue
 from bridge.queue.base import DurableQueue, NewEntry
 from bridge.queue.database import DatabaseQueue
 from bridge.queue.redis_streams import RedisStreamsQueue
+from tests.processes import child_database_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
@@ -359,16 +359,6 @@ asyncio.run(main())
 """
 
 
-def database_url_for_children() -> str:
-    """The test database as a DATABASE_URL, for a child process with the project's settings."""
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        if str(db["NAME"]).startswith(":memory:") or "mode=memory" in str(db["NAME"]):
-            pytest.skip("an in-memory SQLite test database cannot be shared with a child process")
-        return f"sqlite://{Path(db['NAME']).resolve()}"
-    return f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 async def test_consumer_killed_between_claim_and_ack_loses_nothing(backend, make_queue, new_entries, prefix):
     """A real crash: a child process claims entries and is SIGKILLed before it acks them."""
     timeout = 2.0
@@ -377,7 +367,7 @@ async def test_consumer_killed_between_claim_and_ack_loses_nothing(backend, make
     await queue.enqueue_batch(entries)
     env = {**os.environ, "QUEUE_REDIS_URL": REDIS_URL, "DJANGO_SETTINGS_MODULE": "cctelegram.settings"}
     if backend == "database":
-        env["DATABASE_URL"] = database_url_for_children()
+        env["DATABASE_URL"] = child_database_url()
     child = subprocess.Popen(  # noqa: ASYNC220  (started once; its output is read off the loop)
         [sys.executable, "-c", CHILD, backend, prefix, "3", str(timeout)],
         cwd=ROOT,
