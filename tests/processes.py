@@ -473,3 +473,60 @@ class DatabaseOutage:
 def lines_matching(text: str, words: Iterable[str]) -> list[str]:
     wanted = tuple(words)
     return [line for line in text.splitlines() if any(word in line for word in wanted)]
+
+
+# --- what each worker did -------------------------------------------------------------------------------------------
+
+
+def counter_by_pid(metrics_dir: Path, name: str, **labels: str) -> dict[int, float]:
+    """A counter's value in each worker process, read from prometheus-client's multiprocess files
+    (CC_TELEGRAM_METRICS_DIR): ``counter_<pid>.db`` holds that process's own values."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    found: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            _metric, sample, sample_labels, _help = json.loads(key)
+            if sample == name and all(sample_labels.get(k) == v for k, v in labels.items()):
+                found[pid] = found.get(pid, 0.0) + value
+    return found
+
+
+class PendingSampler(threading.Thread):
+    """Samples, every few milliseconds, how many queue entries each consumer holds (XPENDING per lane): who got
+    work, and how much at once."""
+
+    def __init__(self, redis_url: str, key_prefix: str, every: float = 0.02) -> None:
+        super().__init__(name="pending sampler", daemon=True)
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.lanes = [f"{key_prefix}:queue:lane:{lane}" for lane in range(4)]
+        self.every = every
+        self.max_held: Counter[str] = Counter()
+        self.samples_holding: Counter[str] = Counter()
+        self.latest: dict[str, int] = {}
+        self._halt = threading.Event()
+
+    def held_now(self) -> dict[str, int]:
+        held: Counter[str] = Counter()
+        for lane in self.lanes:
+            with suppress(Exception):  # the stream or its group may not exist yet
+                for row in self.client.xpending(lane, "bridge").get("consumers", []):
+                    held[row["name"]] += int(row["pending"])
+        return dict(held)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.latest = self.held_now()
+            for name, count in self.latest.items():
+                if count:
+                    self.samples_holding[name] += 1
+                    self.max_held[name] = max(self.max_held[name], count)
+            self._halt.wait(self.every)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+        self.client.close()

@@ -80,6 +80,20 @@ def test_the_plot_is_written_but_only_a_complete_run_replaces_latest(tiny_run):
     assert not (output / "latest.png").exists()  # README's picture stays that of the last full set
 
 
+def test_a_past_run_prints_again_as_markdown_for_the_readme(tiny_run):
+    _, output = tiny_run
+    (path,) = output.glob("*.json")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "bench", "--from-json", str(path), "--markdown"],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| scenario | metric | ours | target | baseline | × | result |" in done.stdout
+    assert "| e2e | latency p50 at 20/s |" in done.stdout
+
+
 def test_an_unknown_scenario_is_refused_before_anything_runs():
     done = subprocess.run(
         [sys.executable, "manage.py", "bench", "nonsense"], cwd=BASE_DIR, capture_output=True, text=True

@@ -70,11 +70,11 @@ def bytes_read_by_this_process() -> int:
     raise RuntimeError("no rchar in /proc/self/io")
 
 
-async def wait_until(condition, what: str, timeout: float = TIMEOUT):
+async def wait_until(condition, what: str, timeout: float = TIMEOUT, detail=None):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}" + (f": {detail()}" if detail else ""))
         await asyncio.sleep(0.05)
     return result
 
@@ -113,19 +113,22 @@ async def test_hostile_files_among_good_ones_never_stop_the_bridge(pipeline, emu
         return found
 
     await wait_until(lambda: len(notes()) >= len(expected_notes), "every hostile file to be quarantined")
-    await wait_until(
-        lambda: all(t in received_texts(emulator) for t in good_titles + delivered),
-        "every good event to be delivered",
-    )
+
+    def missing() -> list[str]:
+        texts = received_texts(emulator)
+        return [t for t in good_titles + delivered if t not in texts]
+
+    await wait_until(lambda: not missing(), "every good event to be delivered", detail=missing)
     read_during = bytes_read_by_this_process() - read_before
 
     found = notes()
     wrong = {name: (code, found.get(_shown(name), {}).get("code")) for name, code in expected_notes.items()}
-    wrong = {name: pair for name, pair in wrong.items() if pair[0] != pair[1]}
+    wrong = {name: pair for name, pair in wrong.items() if pair[1] not in pair[0].split("|")}
     assert wrong == {}, f"quarantined with the wrong code (expected, got): {wrong}"
+    moved = {_shown(p.name) for p in failed.iterdir()}
     for note in found.values():
         assert note["reason"], note
-        assert os.path.lexists(failed / note["quarantined_as"])
+        assert note["quarantined_as"] in moved
     audited = await AuditEntry.objects.filter(action="event.quarantined").acount()
     assert audited == len(found)
 
@@ -134,10 +137,14 @@ async def test_hostile_files_among_good_ones_never_stop_the_bridge(pipeline, emu
     remaining = {p.name for p in events.iterdir()} - {"failed", "kept"}
     assert remaining == ignored, f"left in the folder: {sorted(remaining - ignored)}"
     assert (events / "folder.json" / "inner.json").exists()
+    # Whether the watcher noticed the folder or a sweep passed it by, it is left alone.
+    noticed = await pipeline.ingestor.ingest([events / "folder.json"])
+    assert (noticed.quarantined, noticed.stored) == ([], [])
+    assert (events / "folder.json" / "inner.json").exists()
 
     texts = received_texts(emulator)
     assert "outside secret must never be sent" not in texts
-    assert not any(f"flicker {i}" in texts for i in range(200))
+    assert not [name for name in found if name.startswith("flicker-")]
     assert await Event.objects.filter(title__startswith="good event").acount() == len(good_titles)
     # The 100 MB file was refused on its size alone: this whole run read far less than it.
     assert read_during < 30 * 1024 * 1024, f"read {read_during / 1e6:.0f} MB"
@@ -217,7 +224,7 @@ def events_dir(folders) -> Path:
 
 
 @settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -175,6 +175,31 @@ def write_json(path: Path, run: dict[str, Any], results: list[ScenarioResult]) -
     path.write_text(json.dumps(_clean(payload), indent=1, allow_nan=False) + "\n")
 
 
+def read_json(path: Path) -> tuple[dict[str, Any], list[ScenarioResult]]:
+    """A run written by ``write_json``: its metadata and its results (figures and notes; series left out)."""
+    data = json.loads(path.read_text())
+    results = []
+    for name, s in data["scenarios"].items():
+        result = ScenarioResult(
+            name, s["title"], status=s["status"], reason=s["reason"], seconds=s["seconds"]
+        )
+        result.notes = s["notes"]
+        for f in s["figures"]:
+            target = Target(f["target"]["op"], f["target"]["bound"]) if f["target"] else None
+            result.add(
+                f["metric"],
+                f["value"],
+                f["unit"],
+                target=target,
+                baseline=f["baseline"],
+                baseline_label=f["baseline_label"],
+                lower_is_better=f["lower_is_better"],
+                note=f["note"],
+            )
+        results.append(result)
+    return data["run"], results
+
+
 def _clean(value: Any) -> Any:
     """JSON has no NaN: an undefined statistic (a percentile of nothing) becomes null."""
     if isinstance(value, float):

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from asgiref.sync import sync_to_async
 from bridge import metrics
 from bridge.events.parse import Limits, RejectedEvent, parse_file
 from bridge.events.schema import Event
-from bridge.ingest.quarantine import quarantine
+from bridge.ingest.quarantine import quarantine, shown
 from bridge.ingest.store import EventStore
 from bridge.ingest.watcher import FileSource
 from bridge.models import AuditEntry
@@ -117,6 +118,18 @@ class Ingestor:
             else:
                 event = parse_file(path, root=self.events_dir, limits=self.limits)
         except RejectedEvent as rejected:
+            if rejected.code == "vanished" and (points_to := _link_target(path)) is not None:
+                # The link is still there, only what it points to is not: it will never be an event. Left in the
+                # folder it would be looked at again at every sweep.
+                rejected = RejectedEvent(
+                    "unreadable", f"{path.name} is a symlink to {points_to}, which does not exist"
+                )
+            if rejected.code == "not_a_file" and _is_folder(path):
+                # A folder that merely has a .json name is nobody's event and may be someone's data: left where it
+                # is, unread, as the sweep leaves it (only the watcher's notices bring one here).
+                self._settling.pop(path, None)
+                self.source.done(path)
+                return None
             if rejected.code == "vanished":
                 self._settling.pop(path, None)
                 result.vanished += 1
@@ -171,11 +184,27 @@ class Ingestor:
             "bridge",
             "event.quarantined",
             object_type="file",
-            object_id=path.name[:200],
-            detail=f"{rejected.code}: {rejected.reason}",
-            after={"moved_to": str(moved)},
+            object_id=shown(path.name)[:200],
+            detail=f"{rejected.code}: {shown(rejected.reason)}",
+            after={"moved_to": shown(str(moved))},
         )
         return True
+
+
+def _is_folder(path: Path) -> bool:
+    """Whether ``path`` itself (not what a symlink points to) is a directory."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _link_target(path: Path) -> str | None:
+    """What the symlink ``path`` points to; None when ``path`` is no symlink (or no longer there)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _recently_modified(path: Path) -> bool:

@@ -5,44 +5,95 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bridge', '0001_initial'),
+        ("bridge", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Approval',
+            name="Approval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(help_text='Unguessable ref used when the task id is not.', max_length=32, unique=True)),
-                ('ref', models.CharField(db_index=True, help_text="What the buttons' callback data carry.", max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('approved', 'approved'), ('denied', 'denied'), ('expired', 'expired')], db_index=True, default='pending', max_length=10)),
-                ('option', models.CharField(blank=True, help_text='The option chosen, as its button said.', max_length=200)),
-                ('decided_by', models.BigIntegerField(blank=True, null=True)),
-                ('decided_by_name', models.CharField(blank=True, max_length=200)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('messages', models.JSONField(blank=True, default=list, help_text='[chat_id, message_id] pairs it was sent as.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('event', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='approval', to='bridge.event')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "token",
+                    models.CharField(
+                        help_text="Unguessable ref used when the task id is not.", max_length=32, unique=True
+                    ),
+                ),
+                (
+                    "ref",
+                    models.CharField(
+                        db_index=True, help_text="What the buttons' callback data carry.", max_length=64
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "pending"),
+                            ("approved", "approved"),
+                            ("denied", "denied"),
+                            ("expired", "expired"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "option",
+                    models.CharField(
+                        blank=True, help_text="The option chosen, as its button said.", max_length=200
+                    ),
+                ),
+                ("decided_by", models.BigIntegerField(blank=True, null=True)),
+                ("decided_by_name", models.CharField(blank=True, max_length=200)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                (
+                    "messages",
+                    models.JSONField(
+                        blank=True, default=list, help_text="[chat_id, message_id] pairs it was sent as."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "event",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval",
+                        to="bridge.event",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-created_at',),
+                "ordering": ("-created_at",),
             },
         ),
         migrations.CreateModel(
-            name='SessionGrant',
+            name="SessionGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_id', models.CharField(max_length=200)),
-                ('tool_name', models.CharField(max_length=200)),
-                ('granted_by', models.BigIntegerField()),
-                ('expires_at', models.DateTimeField(db_index=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("session_id", models.CharField(max_length=200)),
+                ("tool_name", models.CharField(max_length=200)),
+                ("granted_by", models.BigIntegerField()),
+                ("expires_at", models.DateTimeField(db_index=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('session_id', 'tool_name'), name='one_grant_per_tool')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("session_id", "tool_name"), name="one_grant_per_tool")
+                ],
             },
         ),
     ]

@@ -5,57 +5,117 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bridge', '0002_approvals'),
+        ("bridge", "0002_approvals"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PollerState',
+            name="PollerState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('bot_id', models.CharField(help_text='The numeric id at the start of the bot token.', max_length=32, unique=True)),
-                ('next_offset', models.BigIntegerField(default=0, help_text='The update_id getUpdates resumes from.')),
-                ('holder', models.CharField(blank=True, help_text='The worker polling now.', max_length=200)),
-                ('leased_until', models.DateTimeField(blank=True, null=True)),
-                ('last_poll_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "bot_id",
+                    models.CharField(
+                        help_text="The numeric id at the start of the bot token.", max_length=32, unique=True
+                    ),
+                ),
+                (
+                    "next_offset",
+                    models.BigIntegerField(default=0, help_text="The update_id getUpdates resumes from."),
+                ),
+                ("holder", models.CharField(blank=True, help_text="The worker polling now.", max_length=200)),
+                ("leased_until", models.DateTimeField(blank=True, null=True)),
+                ("last_poll_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'update poller',
+                "verbose_name": "update poller",
             },
         ),
         migrations.AddField(
-            model_name='bridgesettings',
-            name='session_grant_seconds',
-            field=models.PositiveIntegerField(default=3600, help_text='How long “Allow for this session” lets the same tool run in the same Claude Code session without asking again. Longer means fewer interruptions and less oversight.', validators=[django.core.validators.MinValueValidator(60), django.core.validators.MaxValueValidator(604800)]),
+            model_name="bridgesettings",
+            name="session_grant_seconds",
+            field=models.PositiveIntegerField(
+                default=3600,
+                help_text="How long “Allow for this session” lets the same tool run in the same Claude Code session without asking again. Longer means fewer interruptions and less oversight.",
+                validators=[
+                    django.core.validators.MinValueValidator(60),
+                    django.core.validators.MaxValueValidator(604800),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='bridgesettings',
-            name='updates_mode',
-            field=models.CharField(choices=[('polling', 'polling: one worker long-polls getUpdates'), ('webhook', 'webhook: Telegram posts updates to the web process')], default='polling', help_text='How button presses and replies arrive. polling works anywhere (no public address) and costs one held connection; webhook needs TELEGRAM_WEBHOOK_URL (public HTTPS) and TELEGRAM_WEBHOOK_SECRET, and answers arrive at the web process without polling delay.', max_length=8),
+            model_name="bridgesettings",
+            name="updates_mode",
+            field=models.CharField(
+                choices=[
+                    ("polling", "polling: one worker long-polls getUpdates"),
+                    ("webhook", "webhook: Telegram posts updates to the web process"),
+                ],
+                default="polling",
+                help_text="How button presses and replies arrive. polling works anywhere (no public address) and costs one held connection; webhook needs TELEGRAM_WEBHOOK_URL (public HTTPS) and TELEGRAM_WEBHOOK_SECRET, and answers arrive at the web process without polling delay.",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='response',
-            name='message_type',
-            field=models.CharField(blank=True, help_text='text, or other for a message without text (its caption is kept).', max_length=16),
+            model_name="response",
+            name="message_type",
+            field=models.CharField(
+                blank=True,
+                help_text="text, or other for a message without text (its caption is kept).",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='response',
-            name='update_id',
-            field=models.BigIntegerField(blank=True, db_index=True, help_text="Telegram's update id: an update seen twice is handled once.", null=True),
+            model_name="response",
+            name="update_id",
+            field=models.BigIntegerField(
+                blank=True,
+                db_index=True,
+                help_text="Telegram's update id: an update seen twice is handled once.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='approval',
-            name='status',
-            field=models.CharField(choices=[('pending', 'pending'), ('approved', 'approved'), ('denied', 'denied'), ('expired', 'expired'), ('answered', 'answered with another option')], db_index=True, default='pending', max_length=10),
+            model_name="approval",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "pending"),
+                    ("approved", "approved"),
+                    ("denied", "denied"),
+                    ("expired", "expired"),
+                    ("answered", "answered with another option"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='response',
-            name='decision',
-            field=models.CharField(blank=True, choices=[('', 'none'), ('approved', 'approved'), ('denied', 'denied'), ('acknowledged', 'acknowledged'), ('details', 'details requested'), ('timeout', 'timed out'), ('answered', 'another option chosen')], db_index=True, max_length=16),
+            model_name="response",
+            name="decision",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "none"),
+                    ("approved", "approved"),
+                    ("denied", "denied"),
+                    ("acknowledged", "acknowledged"),
+                    ("details", "details requested"),
+                    ("timeout", "timed out"),
+                    ("answered", "another option chosen"),
+                ],
+                db_index=True,
+                max_length=16,
+            ),
         ),
     ]

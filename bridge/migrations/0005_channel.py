@@ -5,69 +5,122 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bridge', '0004_worker_samples'),
+        ("bridge", "0004_worker_samples"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChannelSession',
+            name="ChannelSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(db_index=True, help_text='What `/to <name>` addresses.', max_length=100)),
-                ('cwd', models.CharField(blank=True, max_length=1000)),
-                ('hostname', models.CharField(blank=True, max_length=200)),
-                ('pid', models.PositiveIntegerField(default=0)),
-                ('wake_port', models.PositiveIntegerField(blank=True, help_text='Loopback UDP port the bridge pokes when a message for it is stored.', null=True)),
-                ('started_at', models.DateTimeField(db_index=True)),
-                ('heartbeat_at', models.DateTimeField(db_index=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(db_index=True, help_text="What `/to <name>` addresses.", max_length=100),
+                ),
+                ("cwd", models.CharField(blank=True, max_length=1000)),
+                ("hostname", models.CharField(blank=True, max_length=200)),
+                ("pid", models.PositiveIntegerField(default=0)),
+                (
+                    "wake_port",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Loopback UDP port the bridge pokes when a message for it is stored.",
+                        null=True,
+                    ),
+                ),
+                ("started_at", models.DateTimeField(db_index=True)),
+                ("heartbeat_at", models.DateTimeField(db_index=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ('-started_at',),
+                "ordering": ("-started_at",),
             },
         ),
         migrations.CreateModel(
-            name='PairingRequest',
+            name="PairingRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=6, unique=True)),
-                ('user_id', models.BigIntegerField(db_index=True)),
-                ('username', models.CharField(blank=True, max_length=200)),
-                ('first_name', models.CharField(blank=True, max_length=200)),
-                ('status', models.CharField(choices=[('pending', 'pending'), ('confirmed', 'confirmed'), ('refused', 'refused')], db_index=True, default='pending', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField()),
-                ('decided_by', models.CharField(blank=True, max_length=200)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=6, unique=True)),
+                ("user_id", models.BigIntegerField(db_index=True)),
+                ("username", models.CharField(blank=True, max_length=200)),
+                ("first_name", models.CharField(blank=True, max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "pending"), ("confirmed", "confirmed"), ("refused", "refused")],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField()),
+                ("decided_by", models.CharField(blank=True, max_length=200)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ('-created_at',),
+                "ordering": ("-created_at",),
             },
         ),
         migrations.CreateModel(
-            name='ChannelMessage',
+            name="ChannelMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chat_id', models.BigIntegerField()),
-                ('message_id', models.BigIntegerField()),
-                ('update_id', models.BigIntegerField(blank=True, null=True)),
-                ('user_id', models.BigIntegerField()),
-                ('username', models.CharField(blank=True, max_length=200)),
-                ('first_name', models.CharField(blank=True, max_length=200)),
-                ('text', models.TextField(blank=True)),
-                ('attachments', models.JSONField(blank=True, default=list, help_text='Paths of downloaded files.')),
-                ('target', models.CharField(blank=True, help_text='The session named with /to, if any.', max_length=100)),
-                ('sent_at', models.DateTimeField(help_text='When Telegram says it was sent.')),
-                ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('session', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='messages', to='bridge.channelsession')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("chat_id", models.BigIntegerField()),
+                ("message_id", models.BigIntegerField()),
+                ("update_id", models.BigIntegerField(blank=True, null=True)),
+                ("user_id", models.BigIntegerField()),
+                ("username", models.CharField(blank=True, max_length=200)),
+                ("first_name", models.CharField(blank=True, max_length=200)),
+                ("text", models.TextField(blank=True)),
+                (
+                    "attachments",
+                    models.JSONField(blank=True, default=list, help_text="Paths of downloaded files."),
+                ),
+                (
+                    "target",
+                    models.CharField(
+                        blank=True, help_text="The session named with /to, if any.", max_length=100
+                    ),
+                ),
+                ("sent_at", models.DateTimeField(help_text="When Telegram says it was sent.")),
+                ("received_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "session",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="messages",
+                        to="bridge.channelsession",
+                    ),
+                ),
             ],
             options={
-                'ordering': ('pk',),
-                'constraints': [models.UniqueConstraint(fields=('chat_id', 'message_id'), name='one_channel_message_per_message')],
+                "ordering": ("pk",),
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("chat_id", "message_id"), name="one_channel_message_per_message"
+                    )
+                ],
             },
         ),
     ]

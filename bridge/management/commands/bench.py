@@ -56,6 +56,12 @@ class Command(BaseCommand):
             help="print the table as Markdown (for README's Performance section)",
         )
         parser.add_argument(
+            "--from-json",
+            type=Path,
+            metavar="FILE",
+            help="print the table of a past run (bench-results/<time>.json) instead of running; with --markdown too",
+        )
+        parser.add_argument(
             "--profile",
             action="store_true",
             help="run the scenarios under pyinstrument; the report goes beside the JSON file",
@@ -65,6 +71,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if options["from_json"]:
+            self._print_past_run(options["from_json"], markdown=options["markdown"])
+            return
         names = list(dict.fromkeys(options["scenarios"] or DEFAULT))
         unknown = [name for name in names if name not in SCENARIOS]
         if unknown:
@@ -105,6 +114,21 @@ class Command(BaseCommand):
             code = world.run([*interpreter, *child])
         if code:
             sys.exit(code)
+
+    def _print_past_run(self, path: Path, *, markdown: bool) -> None:
+        from bridge.bench.report import read_json, render_table
+
+        try:
+            run, results = read_json(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise CommandError(f"{path} is not a bench run: {error}") from None
+        load = ", ".join(f"{x:.1f}" for x in run.get("load_average_at_start", []))
+        kind = "quick" if run["quick"] else "full"
+        commit = run["commit"] or "unknown"
+        self.stdout.write(
+            f"CCTelegram bench {run['timestamp']} ({kind} run, {run['machine']}, load {load}, {commit})"
+        )
+        self.stdout.write(render_table(results, markdown=markdown))
 
     def _profiler(self, output: Path) -> list[str]:
         try:
