@@ -6,7 +6,6 @@ tests): only that a run produces every figure with its target, in the table and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -72,7 +71,6 @@ def test_the_json_file_holds_every_figure_with_its_target(tiny_run):
     assert any("sustained throughput" in metric for metric in ingest)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="the bench extra is not installed")
 def test_the_plot_is_written_but_only_a_complete_run_replaces_latest(tiny_run):
     _, output = tiny_run
     (png,) = [p for p in output.glob("2*.png")]

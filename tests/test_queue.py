@@ -521,7 +521,7 @@ def private_redis(tmp_path):
 
     server = shutil.which("redis-server")
     if server is None:
-        pytest.skip("redis-server is not installed")
+        pytest.fail("this test starts a redis-server of its own: install the redis-server package")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
