@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bridge.bench.report import Figure, ScenarioResult, Target, fmt, render_table
-from bridge.bench.stats import percentile, slope
+from bridge.bench.stats import percentile, slope, trend
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -137,3 +137,7 @@ def test_percentiles_and_slopes():
     assert math.isnan(percentile([], 50))
     assert slope([0, 1, 2, 3], [10, 12, 14, 16]) == pytest.approx(2.0)
     assert slope([1], [5]) == 0.0
+    # One spike tilts least squares, not the median of pairwise slopes.
+    flat_with_a_spike = [20, 21, 20, 21, 20, 21, 20, 300, 21, 20]
+    assert trend(range(10), flat_with_a_spike) == pytest.approx(0.0, abs=0.2)
+    assert slope(range(10), flat_with_a_spike) > 5

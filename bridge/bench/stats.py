@@ -1,4 +1,4 @@
-"""Small statistics for the bench: percentiles, a summary of a sample, a least-squares slope.
+"""Small statistics for the bench: percentiles, a summary of a sample, slopes (least squares, Theil–Sen).
 
 Plain Python on purpose: the bench must not need numpy to run (matplotlib, for the plot only, is optional).
 """
@@ -6,7 +6,9 @@ Plain Python on purpose: the bench must not need numpy to run (matplotlib, for t
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
+from itertools import combinations
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -46,3 +48,10 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     if var == 0:
         return 0.0
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+
+
+def trend(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Theil–Sen slope: the median of the slopes between every two points. A few outliers (a burst of other work
+    on a shared machine) cannot tilt it as they tilt least squares. 0.0 with fewer than two distinct xs."""
+    slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i, j in combinations(range(len(xs)), 2) if xs[j] != xs[i]]
+    return statistics.median(slopes) if slopes else 0.0

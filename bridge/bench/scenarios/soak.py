@@ -3,10 +3,11 @@
 A real ``manage.py run_bridge`` (embedded default: SQLite and the database queue) sends to the emulator, limits
 off as in e2e; the feeder renames one event file every 50 ms. Every 10 s the bench samples the bridge's resident
 memory and collects the messages that arrived; each event's latency is the emulator's clock at its sendMessage
-minus the feeder's at its rename, grouped by the 10-s window it arrived in. The trends are least-squares slopes
-over the samples after a warm-up (the first quarter, at most 5 minutes: caches, connection pools and the
-allocator's arenas fill then). Target, "no growth trend": RSS slope <= 0.5 MB/min (15 MB over 30 minutes) and
-p50 latency slope <= 1 ms/min.
+minus the feeder's at its rename, grouped by the 10-s window it arrived in. The trends are Theil–Sen slopes (the
+median of the slopes between every two samples, which a passing spike of other work cannot tilt) over the samples
+after a warm-up (the first quarter, at most 5 minutes: caches, connection pools and the allocator's arenas fill
+then). Target, "no growth trend": RSS slope <= 0.5 MB/min (15 MB over 30 minutes) and p50 latency slope
+<= 1 ms/min.
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def run(ctx) -> None:
     warm = min(minutes / 4, 5.0)
     steady_rss = [s for s in samples if s["minute"] >= warm]
     steady_latency = [w for w in windows if w["minute"] >= warm]
-    rss_slope = stats.slope([s["minute"] for s in steady_rss], [s["rss_mb"] for s in steady_rss])
-    p50_slope = stats.slope([w["minute"] for w in steady_latency], [w["p50_ms"] for w in steady_latency])
+    rss_slope = stats.trend([s["minute"] for s in steady_rss], [s["rss_mb"] for s in steady_rss])
+    p50_slope = stats.trend([w["minute"] for w in steady_latency], [w["p50_ms"] for w in steady_latency])
     every = [(at - renamed[i]) * 1000 for i, at in arrived.items()]
     overall = stats.summary(every)
     result = ctx.result
