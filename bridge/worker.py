@@ -16,6 +16,7 @@ import socket
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 from django.utils import timezone
 
 from bridge import metrics
@@ -122,6 +123,7 @@ class WorkerHost:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
+                await sync_to_async(_drop_broken_connections)()
                 version = await sync_to_async(_settings_version)()
                 if version > self.pipeline.settings_version:
                     await self.settings_changed(version)
@@ -167,6 +169,18 @@ class WorkerHost:
                 await layer.group_send(DASHBOARD_GROUP, {"type": "deliveries", "items": batch})
             except Exception:
                 logger.warning("dashboard update dropped (channel layer unavailable)")
+
+
+def _drop_broken_connections() -> None:
+    """Close database connections that failed and no longer answer, so that the next query reconnects.
+
+    Django does this at request boundaries; a worker is one request that never ends, so without it a database
+    restart would leave every later query of this process failing on the dead connection. Run on the thread that
+    does the process's database work (sync_to_async's), every heartbeat: recovery within HEARTBEAT_SECONDS.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 def _settings_version() -> int:
