@@ -111,13 +111,9 @@ def _fifo(name: str) -> Callable[[Path, Path], None]:
 
 
 def _socket(events: Path, outside: Path) -> None:
-    # A listening unix socket named like an event. Bound by path, left for the kernel to clean up with the test.
-    s = socket.socket(socket.AF_UNIX)
-    s.bind(str(events / "socket.json"))
-    _KEEP_OPEN.append(s)
-
-
-_KEEP_OPEN: list[socket.socket] = []
+    # A unix socket named like an event: the socket file stays after the socket is closed.
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(events / "socket.json"))
 
 
 def _directory(events: Path, outside: Path) -> None:
