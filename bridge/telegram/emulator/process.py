@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, cast
@@ -60,7 +62,17 @@ class EmulatorProcess(EmulatorUrls):
             self.stop()
             raise RuntimeError("the Telegram emulator process did not start")
         self.port = int(json.loads(line)["port"])
-        return self
+        # The port is announced once bound; wait until it also accepts, so the first request never races the server.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("the Telegram emulator process did not start listening") from None
+                time.sleep(0.02)
 
     def stop(self) -> None:
         """Terminate the child (SIGTERM, then SIGKILL after 10 s)."""
