@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
@@ -454,10 +456,37 @@ class AuditEntry(models.Model):
 
     @classmethod
     def record(cls, actor: str, action: str, obj: models.Model | None = None, **fields) -> AuditEntry:
+        """Record it whatever it holds: refusals quote what strangers sent, which may be anything."""
         if obj is not None:
             fields.setdefault("object_type", obj._meta.model_name)
             fields.setdefault("object_id", str(obj.pk))
-        return cls.objects.create(actor=actor, action=action, **fields)
+        fields = {
+            name: storable(value) for name, value in {**fields, "actor": actor, "action": action}.items()
+        }
+        for name in ("actor", "action", "object_type", "object_id"):
+            if isinstance(fields.get(name), str):
+                fields[name] = fields[name][: cls._meta.get_field(name).max_length]
+        return cls.objects.create(**fields)
+
+
+def storable(value):
+    """`value` with what a database text or JSON column refuses shown as a backslash escape instead: NUL
+    (PostgreSQL refuses it in text and jsonb) and unpaired surrogates (not UTF-8)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(_escape, value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class QueueEntry(models.Model):

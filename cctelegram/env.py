@@ -7,6 +7,8 @@ at start-up with a message an operator can act on, never later with a confusing 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -112,3 +114,35 @@ def env_url(name: str, *fallbacks: str, schemes: tuple[str, ...]) -> str:
                 )
             return value
     return ""
+
+
+def installation_secret(path: Path, make: Callable[[], str]) -> str:
+    """A secret that belongs to this installation: read from `path`, created there (mode 0600) on first use.
+
+    Every process of one installation (web, workers, MCP servers) reads the same file, so they agree without any
+    variable to set; two processes starting at once cannot create two different values (O_EXCL decides).
+    """
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    value = make()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{path} cannot be created: {exc.strerror}") from exc
+    with os.fdopen(fd, "w") as file:
+        file.write(value + "\n")
+    return value
+
+
+def _read_secret(path: Path) -> str:
+    for _ in range(50):
+        value = path.read_text().strip()
+        if value:
+            return value
+        # Another process created the file an instant ago and is still writing it.
+        time.sleep(0.01)
+    raise ImproperlyConfigured(f"{path} is empty: delete it and a new one is made")

@@ -7,6 +7,7 @@ the database as BridgeSettings, so that changing them needs no restart.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -23,6 +24,7 @@ from cctelegram.env import (
     env_str,
     env_timezone,
     env_url,
+    installation_secret,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,8 +56,13 @@ TELEGRAM_WEBHOOK_URL = env_url("TELEGRAM_WEBHOOK_URL", schemes=("https", "http")
 CC_TELEGRAM_PORT = env_int("CC_TELEGRAM_PORT", 8000, minimum=1, maximum=65535)
 # No token: the built-in Bot API emulator stands in for Telegram, with a chat page at /sandbox/.
 CC_TELEGRAM_SANDBOX = not TELEGRAM_BOT_TOKEN
-# The emulator's own token: it is a local stand-in, so a fixed, public value is no secret.
-CC_TELEGRAM_SANDBOX_TOKEN = "1000000001:CCTelegramSandbox-localOnly"
+# The emulator's own token, random per installation (kept in CC_TELEGRAM_HOME/sandbox-token): whoever can reach
+# the port still cannot drive the sandbox bot without reading that file.
+CC_TELEGRAM_SANDBOX_TOKEN = (
+    installation_secret(CC_TELEGRAM_HOME / "sandbox-token", lambda: f"1000000001:{secrets.token_urlsafe(24)}")
+    if CC_TELEGRAM_SANDBOX
+    else ""
+)
 TELEGRAM_API_BASE_URL = env_str(
     "TELEGRAM_API_BASE_URL",
     f"http://127.0.0.1:{CC_TELEGRAM_PORT}/sandbox/bot"
@@ -103,13 +110,7 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     # A per-installation key kept beside the database: sessions survive restarts without any set-up.
-    _key_file = CC_TELEGRAM_HOME / "secret_key"
-    if not _key_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
-        _key_file.write_text(get_random_secret_key())
-        _key_file.chmod(0o600)
-    SECRET_KEY = _key_file.read_text().strip()
+    SECRET_KEY = installation_secret(CC_TELEGRAM_HOME / "secret_key", lambda: secrets.token_urlsafe(50))
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS") or ["localhost", "127.0.0.1", "[::1]"]
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 

@@ -106,3 +106,19 @@ def test_recipients_are_seeded_from_allowed_users_without_overruling_the_admin(s
     assert (demoted.active, demoted.role) == (False, "viewer")
     assert is_allowed(111) and not is_allowed(222) and not is_allowed(333)
     assert AuditEntry.objects.filter(action="recipient.seed").count() == 2
+
+
+def test_audit_entry_keeps_what_a_stranger_sent_even_text_a_database_refuses():
+    # PostgreSQL refuses NUL in text and jsonb; unpaired surrogates are not UTF-8. The refusal is still recorded.
+    entry = AuditEntry.record(
+        "telegram:\x00" + "9" * 300,
+        "callback.refused",
+        object_id="x\ud800",
+        detail="approve_deploy-a\x00",
+        after={"data\x00": ["\ud83d", 1]},
+    )
+    entry.refresh_from_db()
+    assert entry.detail == "approve_deploy-a\\x00"
+    assert entry.after == {"data\\x00": ["\\ud83d", 1]}
+    assert entry.object_id == "x\\ud800"
+    assert entry.actor.startswith("telegram:\\x00") and len(entry.actor) == 200

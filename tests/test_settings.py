@@ -107,3 +107,45 @@ def test_timezone_and_style_are_validated_values(monkeypatch, tmp_path):
     )
     assert module.CC_TELEGRAM_TIMEZONE == "Europe/Berlin"
     assert module.CC_TELEGRAM_MESSAGE_STYLE == "detailed"
+
+
+def test_sandbox_token_and_secret_key_are_random_per_installation(monkeypatch, tmp_path):
+    first = load_settings(monkeypatch, tmp_path / "one")
+    again = load_settings(monkeypatch, tmp_path / "one")
+    other = load_settings(monkeypatch, tmp_path / "two")
+    # Every process of one installation reads the same values; another installation has its own.
+    assert first.CC_TELEGRAM_SANDBOX_TOKEN == again.CC_TELEGRAM_SANDBOX_TOKEN
+    assert first.SECRET_KEY == again.SECRET_KEY
+    assert first.CC_TELEGRAM_SANDBOX_TOKEN != other.CC_TELEGRAM_SANDBOX_TOKEN
+    assert first.SECRET_KEY != other.SECRET_KEY
+    bot_id, _, secret = first.CC_TELEGRAM_SANDBOX_TOKEN.partition(":")
+    assert bot_id.isdigit() and len(secret) >= 32
+    for name in ("sandbox-token", "secret_key"):
+        assert (tmp_path / "one" / "home" / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_no_sandbox_token_when_a_real_bot_token_is_set(monkeypatch, tmp_path):
+    module = load_settings(monkeypatch, tmp_path, TELEGRAM_BOT_TOKEN="123456:real-token")
+    assert module.CC_TELEGRAM_SANDBOX is False
+    assert module.CC_TELEGRAM_SANDBOX_TOKEN == ""
+    assert not (tmp_path / "home" / "sandbox-token").exists()
+
+
+def test_installation_secret_is_created_once_by_concurrent_processes(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cctelegram.env import installation_secret
+
+    path = tmp_path / "token"
+    with ProcessPoolExecutor(4) as pool:
+        values = set(pool.map(_read_or_make, [path] * 16))
+    assert len(values) == 1
+    assert installation_secret(path, lambda: "never used") in values
+
+
+def _read_or_make(path):
+    import secrets
+
+    from cctelegram.env import installation_secret
+
+    return installation_secret(path, lambda: secrets.token_hex(16))
