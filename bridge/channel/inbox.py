@@ -5,12 +5,15 @@ calls `receive`, which stores a ChannelMessage before the poller moves its offse
 between Telegram and the store, and the (chat_id, message_id) constraint keeps an update handled twice from
 being stored twice.
 
-Sessions (bridge.channel.link, in MCP processes) take their share with `claim`: one conditional UPDATE hands
-each undelivered message to exactly one session, the one it is addressed to (`/to <name> ...`) when that session
-is live, else the most recently started live session. A session marks what it wrote to Claude Code as delivered
-(`mark_delivered`) and gives back what it could not (`release`); claims of a session that died are released by
-`release_stale`, so they are delivered by the next session: nothing lost, nothing delivered twice (short of a
-crash in the instant between writing a notification and marking it).
+Each message goes to exactly one session: the one it is addressed to (`/to <name> ...`) when that session is
+live, else the most recently started live session (`route`). When a session is live as the message arrives,
+`store` hands it over at once (the row is stored already claimed by that session) and pokes only that session,
+which then needs one read (`assigned`) to deliver it: no write and no lock on the way in. Messages stored while
+no session was live, or given back, are taken with `claim`, whose one conditional UPDATE decides between racing
+sessions by the same rule. A session marks what it wrote to Claude Code as delivered (`mark_delivered`) and gives
+back what it could not (`release`); claims of a session that died are released by `release_stale`, so they are
+delivered by the next session: nothing lost, nothing delivered twice (short of a crash in the instant between
+writing a notification and marking it).
 """
 
 from __future__ import annotations
@@ -124,7 +127,10 @@ async def download(context: Context, message: IncomingMessage) -> list[str]:
 
 
 def store(message: IncomingMessage, target: str, text: str, attachments: list[str]) -> list[int]:
-    """Store the message (once, whatever the retries); returns the wake ports of the live sessions."""
+    """Store the message (once, whatever the retries), handed to the live session it is for, if any; returns the
+    wake port to poke (none when no session is live, or when the message was stored before)."""
+    now = timezone.now()
+    session = route(target, list(live_sessions(now).values("pk", "name", "started_at", "wake_port")))
     try:
         ChannelMessage.objects.create(
             chat_id=message.chat_id,
@@ -136,11 +142,23 @@ def store(message: IncomingMessage, target: str, text: str, attachments: list[st
             text=text,
             attachments=attachments,
             target=target,
-            sent_at=timezone.now(),
+            sent_at=now,
+            session_id=session["pk"] if session else None,
+            claimed_at=now if session else None,
         )
     except IntegrityError:
         logger.info("channel message %s/%s already stored", message.chat_id, message.message_id)
-    return list(live_sessions().exclude(wake_port=None).values_list("wake_port", flat=True))
+        return []
+    return [session["wake_port"]] if session and session["wake_port"] else []
+
+
+def route(target: str, live: list[dict]) -> dict | None:
+    """Of the ``live`` sessions (dicts with pk, name, started_at), the one a message for ``target`` goes to: the
+    session of that name, else the most recently started; None when there is none. `claim` applies the same
+    rule in SQL."""
+    named = [session for session in live if target and session["name"] == target]
+    candidates = named or live
+    return max(candidates, key=lambda session: (session["started_at"], session["pk"]), default=None)
 
 
 def live_sessions(now: datetime | None = None):
@@ -178,6 +196,14 @@ def close(session_pk: int) -> None:
     release(session_pk)
 
 
+def assigned(session_pk: int, limit: int = CLAIM_BATCH) -> list[ChannelMessage]:
+    """What this session holds and has not delivered yet, oldest first: the messages `store` handed to it (one
+    read: the path a poked session takes), and any it claimed before and could not write."""
+    return list(
+        ChannelMessage.objects.filter(session_id=session_pk, delivered_at=None).order_by("pk")[:limit]
+    )
+
+
 def waiting() -> bool:
     """Whether anything is there for someone to claim: the cheap check a session makes on each wake-up."""
     return ChannelMessage.objects.filter(
@@ -204,7 +230,7 @@ def claim(session: ChannelSession, limit: int = CLAIM_BATCH) -> list[ChannelMess
     ChannelMessage.objects.filter(Exists(live.filter(pk=session.pk)), pk__in=share, session=None).update(
         session=session, claimed_at=now
     )
-    return list(ChannelMessage.objects.filter(session=session, delivered_at=None).order_by("pk")[:limit])
+    return assigned(session.pk, limit)
 
 
 def mark_delivered(message_pk: int, session_pk: int) -> None:

@@ -3,14 +3,16 @@
 `ChannelLink.start` registers the session (bridge.channel.inbox) once Claude Code has finished the handshake,
 and runs one loop until the connection closes. Each turn it
 
-- claims its share of the waiting messages and writes each as a ``notifications/claude/channel`` notification,
-  oldest first, marking it delivered only once written (a write to a closed connection gives it back);
-- answers permission requests whose approval has been decided (bridge.channel.relay);
+- answers permission requests whose approval has been decided (bridge.channel.relay), first: the owner has
+  just pressed a button and Claude Code is waiting;
+- writes the messages it holds as ``notifications/claude/channel`` notifications, oldest first, marking each
+  delivered only once written (a write to a closed connection gives them back): those the bridge handed to it
+  as they arrived (one read), and, at start and when a timed poll finds any, those waiting for a session;
 - beats its heartbeat and gives back the claims of dead sessions, every HEARTBEAT_SECONDS;
 
-then sleeps until the bridge pokes it (bridge.channel.wake), a permission request arrives, or the poll period
-ends: POLL_SECONDS, or PENDING_POLL_SECONDS while a permission prompt is open (the decision is read from the
-database, so the verdict follows a press within about that).
+then sleeps until the bridge pokes it (bridge.channel.wake: a message stored for it, an approval of its decided),
+a permission request arrives, or the poll period ends (POLL_SECONDS, or PENDING_POLL_SECONDS while a permission
+prompt is open). The polls are the fallback for a lost poke or a bridge on another machine, not the way in.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from bridge.models import ChannelMessage, ChannelSession
 logger = logging.getLogger(__name__)
 
 CHANNEL_METHOD = "notifications/claude/channel"
-PENDING_POLL_SECONDS = 0.01
+PENDING_POLL_SECONDS = 0.1
+"""The poll while a permission prompt is open: the decision normally arrives as a poke from the bridge."""
 
 
 def session_name() -> str:
@@ -109,12 +112,17 @@ class ChannelLink:
     # --- the loop --------------------------------------------------------------------------------------------
     async def _run(self) -> None:
         beat = time.monotonic()
-        poked = True  # at start: whatever waited for a session
+        start, poked = True, True
         while not self._closed:
             try:
-                await self.deliver_once(poked)
                 if self.pending:
                     await self.verdicts_once()
+                # At start: whatever waited for a session. A poke means the bridge handed this session a message
+                # (or decided an approval): no claim needed. A timed poll looks for messages no session holds
+                # (stored while none was live, or given back) with one cheap read first.
+                claim = start or (not poked and await sync_to_async(inbox.waiting)())
+                await self.deliver_once(claim=claim)
+                start = False
                 if time.monotonic() - beat >= inbox.HEARTBEAT_SECONDS:
                     beat = time.monotonic()
                     await sync_to_async(_beat)(self.session.pk)
@@ -124,12 +132,15 @@ class ChannelLink:
                 logger.exception("channel session %s: a step failed; retrying", self.name)
             poked = await self.bell.wait(PENDING_POLL_SECONDS if self.pending else wake.POLL_SECONDS)
 
-    async def deliver_once(self, poked: bool = True) -> int:
-        """Push this session's waiting messages; returns how many. Raises when the connection is closed (what
-        was claimed and not written is given back first). Not ``poked`` (a timed poll), one cheap read first."""
-        if not poked and not await sync_to_async(inbox.waiting)():
-            return 0
-        messages = await sync_to_async(inbox.claim)(self.session)
+    async def deliver_once(self, claim: bool = True) -> int:
+        """Push this session's messages; returns how many. Raises when the connection is closed (what was taken
+        and not written is given back first). With ``claim``, it also takes its share of the waiting ones."""
+        delivered = await self._push(await sync_to_async(inbox.assigned)(self.session.pk))
+        if claim:
+            delivered += await self._push(await sync_to_async(inbox.claim)(self.session))
+        return delivered
+
+    async def _push(self, messages: list[ChannelMessage]) -> int:
         delivered = 0
         chats: set[int] = set()
         for message in messages:

@@ -2,28 +2,35 @@
 
 A ``notifications/claude/channel/permission_request`` becomes an approval_request event, submitted like any other
 (bridge.ingest.submit): the bridge sends it to the approvers with Allow / Deny buttons, the first valid press
-decides it (bridge.replies.approvals), and the session that asked reads the decision (`verdict`) and answers
-Claude Code with ``notifications/claude/channel/permission``. An approval that expires sends no verdict: Claude
+decides it (bridge.replies.approvals) and pokes the session that asked (`wake_asker`), which reads the decision
+(`verdicts`) and answers Claude Code with ``notifications/claude/channel/permission``. The poke is a hint: the
+decision is read from the database, so no other process on the machine can make up a verdict. An approval that expires sends no verdict: Claude
 Code's own prompt in the terminal stays open, as with the hook. Only the buttons decide: a typed "approve" is an
 ordinary channel message.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.channel import wake
 from bridge.ingest.submit import submit
 from bridge.models import Approval
 
 if TYPE_CHECKING:
+    from bridge.events.schema import Event
     from bridge.ingest.store import EventStore
 
+SOURCE = "claude-code-channel"
 REQUEST_METHOD = "notifications/claude/channel/permission_request"
 VERDICT_METHOD = "notifications/claude/channel/permission"
 OPTIONS = ["Allow", "Deny"]
 MAX_PREVIEW = 2000
+logger = logging.getLogger(__name__)
 _BEHAVIOR = {Approval.Status.APPROVED: "allow", Approval.Status.DENIED: "deny"}
 
 
@@ -48,7 +55,7 @@ def approval_fields(request: PermissionRequest, session_name: str) -> dict[str, 
         "type": "approval_request",
         "title": f"Permission: {request.tool_name or 'tool'} ({session_name})"[:200],
         "description": description,
-        "source": "claude-code-channel",
+        "source": SOURCE,
         "data": {
             "approval_prompt": request.description,
             "options": OPTIONS,
@@ -83,3 +90,22 @@ def verdicts(event_ids: list[str]) -> dict[str, str]:
     return {
         eid: _BEHAVIOR.get(status, "expired") for eid, status in rows.values_list("event__event_id", "status")
     }
+
+
+def wake_asker(event: Event) -> None:
+    """Poke the channel session that asked for ``event`` (a decided permission approval) so it sends the
+    verdict now rather than at its next poll; nothing for other approvals. Never raises: a poke is a hint."""
+    from bridge.channel.inbox import live_sessions
+
+    metadata = event.data.get("metadata") if isinstance(event.data, dict) else None
+    name = metadata.get("channel_session") if isinstance(metadata, dict) else None
+    if not name or event.source != SOURCE:
+        return
+    try:
+        ports = list(
+            live_sessions().filter(name=name).exclude(wake_port=None).values_list("wake_port", flat=True)
+        )
+    except DatabaseError as error:
+        logger.warning("could not look up channel session %s to wake it: %s", name, error)
+        return
+    wake.ring(ports)

@@ -1,8 +1,11 @@
-"""Wake-ups from the bridge to channel sessions: one UDP datagram on the loopback per stored message.
+"""Wake-ups from the bridge to channel sessions: one UDP datagram on the loopback per message stored for a session
+or permission decided.
 
 The database stays the truth: a session polls it every POLL_SECONDS whatever happens, so a lost datagram (or a
 bridge on another machine) only costs latency. A datagram costs the bridge ~20 us per session and needs no
-Redis; measured, a poked session has the message within a few milliseconds instead of half a poll period.
+Redis; measured, a poked session has the message within a few milliseconds instead of half a poll period. A
+datagram carries one byte and nothing is taken from it: what the session sends on is read from the database, so
+another process on the machine that pokes a session can cause a read, never a message or a verdict.
 """
 
 from __future__ import annotations

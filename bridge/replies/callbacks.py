@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from asgiref.sync import sync_to_async
 
+from bridge.channel import relay
 from bridge.models import Approval, AuditEntry, Delivery, Recipient, Response
 from bridge.replies import approvals
 from bridge.replies.response_files import write_now
@@ -132,6 +133,7 @@ def _decide_now(press: ButtonPress, action: str, ref: str, grant_seconds: int) -
         return Decided(Answer("This option is not offered here.", alert=True))
     outcome = approvals.decide(approval.pk, action, option, press, grant_seconds)
     if outcome.won:
+        relay.wake_asker(outcome.event)  # a Claude Code channel session waiting on this decision
         write_now([outcome.response])
     elif outcome.approval.status == Approval.Status.PENDING:
         # Out of time, and the sweeper has not come by yet: close it now rather than leave the buttons live.

@@ -76,8 +76,9 @@ async def handle_message(context: Context, message: IncomingMessage) -> None:
     if command in COMMANDS:
         await COMMANDS[command](context, message, recipient)
         return
+    # First for the channel: a Claude Code session is waiting on it, the response file's reader is not.
+    await channel.receive(context, message)
     await context.writer.submit(await sync_to_async(_response)(message))
-    await channel.receive(context, message)  # kept for Claude Code channel sessions
     if context.settings.mode == Mode.NOMAD:
         await _reply(context, message, await sync_to_async(menu)(context.settings.timezone))
         return

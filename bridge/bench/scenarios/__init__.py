@@ -17,6 +17,7 @@ SCENARIOS: dict[str, str] = {
     "burst": "bridge.bench.scenarios.burst",
     "flood": "bridge.bench.scenarios.flood",
     "mcp": "bridge.bench.scenarios.mcp",
+    "channel": "bridge.bench.scenarios.channel",
     "hook": "bridge.bench.scenarios.hook",
     "http": "bridge.bench.scenarios.http",
     "soak": "bridge.bench.scenarios.soak",
