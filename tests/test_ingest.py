@@ -496,18 +496,32 @@ async def test_burst_of_vanishing_files_does_not_disturb_the_watcher(running, ev
 
 
 class FailingQueue:
-    """The real queue, whose enqueue_batch fails while ``failing`` is set."""
+    """The real queue, whose enqueues fail while ``failing`` is set."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.failing = True
         self.failures = 0
 
+    def _fail(self) -> None:
+        self.failures += 1
+        raise QueueError("injected: the queue is down")
+
     async def enqueue_batch(self, entries):
         if self.failing:
-            self.failures += 1
-            raise QueueError("injected: the queue is down")
+            self._fail()
         return await self.inner.enqueue_batch(entries)
+
+    async def enqueue_new_event(self, insert_row, event_id, lane, payload):
+        def insert_then_fail() -> int:
+            # The row is written, then the queue fails: inside the database queue's transaction (rolled back
+            # with it), or on its own before a Redis enqueue (left behind, to be queued by a later attempt).
+            insert_row()
+            self._fail()
+
+        if self.failing:
+            return await self.inner.enqueue_new_event(insert_then_fail, event_id, lane, payload)
+        return await self.inner.enqueue_new_event(insert_row, event_id, lane, payload)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
