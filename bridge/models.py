@@ -684,6 +684,12 @@ class ChannelSession(models.Model):
     wake_port = models.PositiveIntegerField(
         null=True, blank=True, help_text="Loopback UDP port the bridge pokes when a message for it is stored."
     )
+    forum_chat_id = models.BigIntegerField(null=True, blank=True, help_text="The forum its topic is in.")
+    topic_id = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Its forum topic (message_thread_id): what is written there is for it.",
+    )
     started_at = models.DateTimeField(db_index=True)
     heartbeat_at = models.DateTimeField(db_index=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -712,6 +718,7 @@ class ChannelMessage(models.Model):
     text = models.TextField(blank=True)
     attachments = models.JSONField(default=list, blank=True, help_text="Paths of downloaded files.")
     target = models.CharField(max_length=100, blank=True, help_text="The session named with /to, if any.")
+    thread_id = models.BigIntegerField(null=True, blank=True, help_text="The forum topic it was written in.")
     sent_at = models.DateTimeField(help_text="When Telegram says it was sent.")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     session = models.ForeignKey(

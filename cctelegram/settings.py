@@ -49,6 +49,8 @@ CC_TELEGRAM_ACCESS_POLICY = env_str(
     "CC_TELEGRAM_ACCESS_POLICY", "allowlist", choices=("allowlist", "pairing")
 )
 CC_TELEGRAM_GROUPS_NEED_MENTION = env_bool("CC_TELEGRAM_GROUPS_NEED_MENTION", True)
+# A forum supergroup (an active Recipient) where each channel session gets a topic of its own; 0: none.
+CC_TELEGRAM_CHANNEL_FORUM = env_int("CC_TELEGRAM_CHANNEL_FORUM", 0, maximum=0)
 TELEGRAM_WEBHOOK_SECRET = env_secret("TELEGRAM_WEBHOOK_SECRET")
 # Public base URL of this web process for webhook mode; the bridge registers <this>/telegram/webhook/<secret>.
 TELEGRAM_WEBHOOK_URL = env_url("TELEGRAM_WEBHOOK_URL", schemes=("https", "http"))

@@ -544,3 +544,85 @@ def test_an_operator_confirms_a_pairing_request_in_the_admin(admin_client):
     assert response.status_code == 200
     assert Recipient.objects.get(chat_id=MALLORY).role == Recipient.Role.VIEWER
     assert AuditEntry.objects.get(action="pairing.confirm").actor == "admin"
+
+
+# --- forum topics ------------------------------------------------------------------------------------------------
+FORUM = -100500600
+
+
+async def topic_of(name: str) -> int:
+    for _ in range(500):
+        session = await inbox.live_sessions().filter(name=name).exclude(topic_id=None).afirst()
+        if session is not None:
+            return session.topic_id
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"session {name} never opened its topic")
+
+
+@pytest_asyncio.fixture
+async def forum(world, settings):
+    settings.CC_TELEGRAM_CHANNEL_FORUM = FORUM
+    await Recipient.objects.acreate(chat_id=FORUM, display_name="projects forum")
+    return FORUM
+
+
+async def test_each_session_opens_a_topic_and_hears_what_is_written_there(world, forum):
+    alice = person(ALICE, "alice")
+    async with attached("api") as api, attached("web") as web:
+        api_topic, web_topic = await topic_of("api"), await topic_of("web")
+        assert api_topic != web_topic
+        world.say(FORUM, "restart the server", user=alice, message_thread_id=api_topic)  # no mention needed
+        world.say(FORUM, "and the css?", user=alice, message_thread_id=web_topic)
+        world.say(
+            FORUM, "lunch anyone?", user=alice
+        )  # the General topic: group rules, no mention, not passed
+        await world.poll()
+        (to_api,) = await api.expect(1)
+        (to_web,) = await web.expect(1)
+        await asyncio.sleep(0.3)
+        assert (len(api.messages), len(web.messages)) == (1, 1)
+        result = await api.session.call_tool("reply", {"chat_id": FORUM, "text": "restarted"})
+        assert not result.is_error, result
+    assert (to_api["content"], to_api["meta"]["thread_id"]) == ("restart the server", str(api_topic))
+    assert (to_web["content"], to_web["meta"]["thread_id"]) == ("and the css?", str(web_topic))
+    created = [c["params"]["name"] for c in world.calls("createForumTopic")]
+    assert sorted(created) == ["api", "web"]
+    answer = world.emulator.state.last_message(FORUM)
+    assert (answer["text"], answer["message_thread_id"]) == ("restarted", api_topic)
+
+
+async def test_a_session_that_attaches_again_takes_its_topic_back(world, forum):
+    async with attached("api"):
+        topic = await topic_of("api")
+    async with attached("api") as api:
+        assert await topic_of("api") == topic  # the same topic, not a new one
+        world.say(FORUM, "deploy", user=person(ALICE, "alice"), message_thread_id=topic)
+        await world.poll()
+        (message,) = await api.expect(1)
+    assert message["content"] == "deploy"
+    assert [c["params"]["name"] for c in world.calls("createForumTopic")] == ["api"]
+
+
+async def test_without_a_forum_topic_a_forum_message_follows_the_group_rules(world, settings):
+    settings.CC_TELEGRAM_CHANNEL_FORUM = FORUM
+    async with attached("proj") as claude:  # the forum is not a recipient: no topic, and its messages refused
+        world.say(FORUM, "hello", user=person(ALICE, "alice"), message_thread_id=7)
+        await world.poll()
+        await asyncio.sleep(0.3)
+        assert claude.messages == []
+    assert world.calls("createForumTopic") == []
+    assert await AuditEntry.objects.filter(action="access.refused", object_id=str(FORUM)).aexists()
+
+
+async def test_a_waiting_message_written_in_a_topic_is_claimed_by_that_topics_session(world, forum):
+    from django.utils import timezone
+
+    web = await sync_to_async(inbox.register)("web")
+    api = await sync_to_async(inbox.register)("api")  # the most recent: the default for everything else
+    await type(web).objects.filter(pk=web.pk).aupdate(forum_chat_id=FORUM, topic_id=42)
+    web.forum_chat_id, web.topic_id = FORUM, 42
+    common = {"chat_id": FORUM, "user_id": ALICE, "sent_at": timezone.now()}
+    await ChannelMessage.objects.acreate(message_id=1, text="for web", thread_id=42, **common)
+    await ChannelMessage.objects.acreate(message_id=2, text="for anyone", **common)
+    assert [m.text for m in await sync_to_async(inbox.claim)(api)] == ["for anyone"]
+    assert [m.text for m in await sync_to_async(inbox.claim)(web)] == ["for web"]

@@ -6,7 +6,8 @@ between Telegram and the store, and the (chat_id, message_id) constraint keeps a
 being stored twice.
 
 Each message goes to exactly one session: the one it is addressed to (`/to <name> ...`) when that session is
-live, else the most recently started live session (`route`). When a session is live as the message arrives,
+live, else the live session whose forum topic it was written in (CC_TELEGRAM_CHANNEL_FORUM: each session opens
+a topic there, bridge.channel.topics), else the most recently started live session (`route`). When a session is live as the message arrives,
 `store` hands it over at once (the row is stored already claimed by that session) and pokes only that session,
 which then needs one read (`assigned`) to deliver it: no write and no lock on the way in. Messages stored while
 no session was live, or given back, are taken with `claim`, whose one conditional UPDATE decides between racing
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import Exists, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from bridge.channel import wake
@@ -67,8 +68,8 @@ async def receive(context: Context, message: IncomingMessage) -> None:
     """Keep ``message`` (from an allowed user) for the channel sessions, its files downloaded, and wake them.
 
     A group's message is kept only when the group is an active Recipient and, unless
-    CC_TELEGRAM_GROUPS_NEED_MENTION is off, when it mentions the bot. Raises DatabaseError when it cannot be
-    stored.
+    CC_TELEGRAM_GROUPS_NEED_MENTION is off, when it mentions the bot; in a topic of the channel forum no mention
+    is needed (the topic says which session it is for). Raises DatabaseError when it cannot be stored.
     """
     text = message.text
     if message.chat_id < 0:
@@ -99,9 +100,17 @@ async def _addressed_in_group(context: Context, message: IncomingMessage) -> str
         return message.text
     identity = context.transport.identity
     mention = re.compile(rf"@{re.escape(identity.username)}\b", re.IGNORECASE) if identity else None
-    if mention is None or not mention.search(message.text):
-        return None  # group chatter, not addressed to the bot: not a refusal
-    return mention.sub("", message.text, count=1).strip()
+    if mention is not None and mention.search(message.text):
+        return mention.sub("", message.text, count=1).strip()
+    if in_forum_topic(message):
+        return message.text
+    return None  # group chatter, not addressed to the bot: not a refusal
+
+
+def in_forum_topic(message: IncomingMessage) -> bool:
+    """Whether ``message`` was written in a topic of the channel forum (CC_TELEGRAM_CHANNEL_FORUM)."""
+    forum = settings.CC_TELEGRAM_CHANNEL_FORUM
+    return bool(forum) and message.chat_id == forum and message.thread_id is not None
 
 
 async def download(context: Context, message: IncomingMessage) -> list[str]:
@@ -130,7 +139,9 @@ def store(message: IncomingMessage, target: str, text: str, attachments: list[st
     """Store the message (once, whatever the retries), handed to the live session it is for, if any; returns the
     wake port to poke (none when no session is live, or when the message was stored before)."""
     now = timezone.now()
-    session = route(target, list(live_sessions(now).values("pk", "name", "started_at", "wake_port")))
+    thread_id = message.thread_id if in_forum_topic(message) else None
+    live = live_sessions(now).values("pk", "name", "started_at", "wake_port", "forum_chat_id", "topic_id")
+    session = route(target, list(live), message.chat_id, thread_id)
     try:
         ChannelMessage.objects.create(
             chat_id=message.chat_id,
@@ -142,6 +153,7 @@ def store(message: IncomingMessage, target: str, text: str, attachments: list[st
             text=text,
             attachments=attachments,
             target=target,
+            thread_id=thread_id,
             sent_at=now,
             session_id=session["pk"] if session else None,
             claimed_at=now if session else None,
@@ -152,12 +164,18 @@ def store(message: IncomingMessage, target: str, text: str, attachments: list[st
     return [session["wake_port"]] if session and session["wake_port"] else []
 
 
-def route(target: str, live: list[dict]) -> dict | None:
-    """Of the ``live`` sessions (dicts with pk, name, started_at), the one a message for ``target`` goes to: the
-    session of that name, else the most recently started; None when there is none. `claim` applies the same
-    rule in SQL."""
+def route(target: str, live: list[dict], chat_id: int = 0, thread_id: int | None = None) -> dict | None:
+    """Of the ``live`` sessions (dicts with pk, name, started_at, forum_chat_id, topic_id), the one a message
+    for ``target`` written in ``chat_id`` / forum topic ``thread_id`` goes to: the session of that name, else
+    the session of that topic, else the most recently started; None when there is none. `claim` applies the
+    same rule in SQL."""
     named = [session for session in live if target and session["name"] == target]
-    candidates = named or live
+    topical = [
+        session
+        for session in live
+        if thread_id and (session["forum_chat_id"], session["topic_id"]) == (chat_id, thread_id)
+    ]
+    candidates = named or topical or live
     return max(candidates, key=lambda session: (session["started_at"], session["pk"]), default=None)
 
 
@@ -216,7 +234,8 @@ def claim(session: ChannelSession, limit: int = CLAIM_BATCH) -> list[ChannelMess
 
     One UPDATE decides, so that of two sessions racing for a message exactly one gets it: messages addressed
     to this session by name, and, when it is the most recently started live session, those addressed to
-    nobody or to a session that is not live; nothing at all when this session is no longer live. Also returns
+    nobody or to a session that is not live (and not written in the forum topic of another live session), and
+    those written in its own topic unless addressed by name to another; nothing when it is no longer live. Also returns
     messages it claimed before and has not delivered yet (a failed write).
     """
     now = timezone.now()
@@ -224,7 +243,13 @@ def claim(session: ChannelSession, limit: int = CLAIM_BATCH) -> list[ChannelMess
     newer = live.filter(
         Q(started_at__gt=session.started_at) | Q(started_at=session.started_at, pk__gt=session.pk)
     )
-    mine = Q(target=session.name) | (~Q(target__in=live.values("name")) & ~Exists(newer))
+    unnamed = ~Q(target__in=live.values("name"))
+    in_live_topic = Exists(
+        live.filter(forum_chat_id=OuterRef("chat_id"), topic_id=OuterRef("thread_id")).exclude(topic_id=None)
+    )
+    mine = Q(target=session.name) | (unnamed & ~in_live_topic & ~Exists(newer))
+    if session.topic_id is not None:
+        mine |= unnamed & Q(chat_id=session.forum_chat_id, thread_id=session.topic_id)
     free = ChannelMessage.objects.filter(delivered_at=None, session=None, received_at__gte=now - BACKLOG)
     share = free.filter(mine).order_by("pk").values("pk")[:limit]
     ChannelMessage.objects.filter(Exists(live.filter(pk=session.pk)), pk__in=share, session=None).update(

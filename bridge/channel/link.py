@@ -5,6 +5,7 @@ and runs one loop until the connection closes. Each turn it
 
 - answers permission requests whose approval has been decided (bridge.channel.relay), first: the owner has
   just pressed a button and Claude Code is waiting;
+- (once, at start) opens its topic in the channel forum, if there is one (bridge.channel.topics);
 - writes the messages it holds as ``notifications/claude/channel`` notifications, oldest first, marking each
   delivered only once written (a write to a closed connection gives them back): those the bridge handed to it
   as they arrived (one read), and, at start and when a timed poll finds any, those waiting for a session;
@@ -29,7 +30,7 @@ from typing import Any
 import anyio
 from asgiref.sync import sync_to_async
 
-from bridge.channel import inbox, relay, wake
+from bridge.channel import inbox, relay, topics, wake
 from bridge.models import ChannelMessage, ChannelSession
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ def notification(message: ChannelMessage) -> dict[str, Any]:
         "user_id": str(message.user_id),
         "ts": message.sent_at.isoformat(),
     }
+    if message.thread_id is not None:
+        meta["thread_id"] = str(message.thread_id)
     for index, path in enumerate(message.attachments, start=1):
         meta[f"attachment_{index}"] = str(path)
     return {"content": message.text, "meta": meta}
@@ -110,7 +113,16 @@ class ChannelLink:
         self.bell.poke()
 
     # --- the loop --------------------------------------------------------------------------------------------
+    def topic_for(self, chat_id: int) -> int | None:
+        """This session's forum topic when ``chat_id`` is the channel forum: where its replies there go."""
+        session = self.session
+        if session is None or session.topic_id is None or chat_id != session.forum_chat_id:
+            return None
+        return session.topic_id
+
     async def _run(self) -> None:
+        if self.outgoing is not None:
+            await topics.open_for(self.session, self.outgoing)
         beat = time.monotonic()
         start, poked = True, True
         while not self._closed:

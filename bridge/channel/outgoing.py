@@ -106,10 +106,16 @@ class Outgoing:
             raise
 
     async def reply(
-        self, chat_id: int, text: str, reply_to: int | None = None, files: list[str] | None = None
+        self,
+        chat_id: int,
+        text: str,
+        reply_to: int | None = None,
+        files: list[str] | None = None,
+        thread_id: int | None = None,
     ) -> Sent:
-        """Send ``text`` (plain, split into as many messages as it needs) then each file: images as photos,
-        anything else as a document. Raises OutgoingError for bad files, TransportError when Telegram refuses."""
+        """Send ``text`` (plain, split into as many messages as it needs; in forum topic ``thread_id`` if given)
+        then each file: images as photos, anything else as a document. Raises OutgoingError for bad files,
+        TransportError when Telegram refuses."""
         paths = check_files(files or [])
         sent: list[int] = []
         parts = split_html(escape_html(text)) if text else []
@@ -117,7 +123,11 @@ class Outgoing:
             message = await self._call(
                 chat_id,
                 lambda t, part=part, first=index == 0: t.send_message(
-                    chat_id, part, parse_mode=PARSE_MODE, reply_to=reply_to if first else None
+                    chat_id,
+                    part,
+                    parse_mode=PARSE_MODE,
+                    reply_to=reply_to if first else None,
+                    thread_id=thread_id,
                 ),
             )
             sent.append(message.message_id)
@@ -141,6 +151,10 @@ class Outgoing:
         await self._call(
             chat_id, lambda t: t.edit_message(chat_id, message_id, parts[0], parse_mode=PARSE_MODE)
         )
+
+    async def open_topic(self, chat_id: int, name: str) -> int:
+        """A new forum topic in ``chat_id``; its message_thread_id. Raises TransportError when refused."""
+        return await self._call(chat_id, lambda t: t.create_forum_topic(chat_id, name))
 
     async def typing(self, chat_id: int) -> None:
         """Show "typing..." in the chat (best effort: an indicator is never worth an error)."""

@@ -90,10 +90,13 @@ def build_channel_server():
             ),
         ] = None,
     ) -> dict[str, Any]:
-        """Send a message to a Telegram chat of the channel: {success, message_ids}."""
+        """Send a message to a Telegram chat of the channel (in the channel forum: into this session's topic):
+        {success, message_ids}."""
         if not text and not files:
             raise ToolProblem("give text, files or both", field="text")
-        sent = await _outgoing(chat_id, lambda: outgoing.reply(chat_id, text, reply_to, files))
+        link = _connection(ctx).state.get("channel")
+        thread_id = link.topic_for(chat_id) if link is not None else None
+        sent = await _outgoing(chat_id, lambda: outgoing.reply(chat_id, text, reply_to, files, thread_id))
         return {"success": True, "message_ids": sent.message_ids}
 
     async def react(

@@ -80,6 +80,8 @@ class IncomingMessage:
     message_type: str
     reply_to_message_id: int | None = None
     files: tuple[InboundFile, ...] = ()
+    thread_id: int | None = None
+    """The forum topic it was written in (message_thread_id), None outside topics."""
 
     @property
     def order_key(self) -> tuple[int, ...]:
@@ -128,6 +130,7 @@ def parse_update(update: telegram.Update) -> Inbound | None:
         message_type=kind,
         reply_to_message_id=reply.message_id if reply is not None else None,
         files=_files(message),
+        thread_id=message.message_thread_id if message.is_topic_message else None,
     )
 
 

@@ -323,6 +323,11 @@ class TelegramTransport:
         reaction = [ReactionTypeEmoji(emoji)] if emoji else []
         await self._call(self.bot.set_message_reaction(chat_id, message_id, reaction), chat_id=chat_id)
 
+    async def create_forum_topic(self, chat_id: int, name: str) -> int:
+        """Open a topic named ``name`` in the forum supergroup ``chat_id``; returns its message_thread_id."""
+        topic = await self._call(self.bot.create_forum_topic(chat_id, name[:128]), chat_id=chat_id)
+        return topic.message_thread_id
+
     async def send_document(
         self, chat_id: int, path: str | Path, caption: str | None = None, *, parse_mode: str | None = None
     ) -> SentMessage:

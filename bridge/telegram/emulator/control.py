@@ -86,6 +86,7 @@ def control_routes(state: EmulatorState, base: str) -> list[Route]:
     async def say(request: Request) -> Any:
         body = await _body(request)
         reply_to = body.get("reply_to_message_id")
+        thread = body.get("message_thread_id")
         return inject_message(
             state,
             _int(body.get("chat_id"), "chat_id"),
@@ -95,6 +96,7 @@ def control_routes(state: EmulatorState, base: str) -> list[Route]:
             photo=body.get("photo"),
             document=body.get("document"),
             caption=body.get("caption"),
+            message_thread_id=_int(thread, "message_thread_id") if thread else None,
         )
 
     async def messages(request: Request) -> Any:

@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from .objects import StoredFile, chat_object, user_object
+from .objects import StoredFile, chat_object, chat_type, user_object
 from .state import EmulatorState
 
 _BOT_COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?(?![A-Za-z0-9_])")
@@ -48,11 +48,12 @@ def inject_message(
     photo: dict[str, Any] | None = None,
     document: dict[str, Any] | None = None,
     caption: str | None = None,
+    message_thread_id: int | None = None,
 ) -> dict[str, Any]:
     """A message from the user to the bot; returns ``{"message": ..., "update": ... or None}``.
 
     Raises ValueError when there is neither text nor a file. A leading ``/command`` gets its bot_command
-    entity, as Telegram adds it.
+    entity, as Telegram adds it. ``message_thread_id`` posts it in that forum topic (supergroups only).
     """
     if not text and photo is None and document is None:
         raise ValueError("a message needs text, photo or document")
@@ -69,6 +70,9 @@ def inject_message(
         content["document"] = _file(state, document, "documents", "document.bin").document()
     if caption and not text:
         content["caption"] = caption
+    if message_thread_id and chat_type(chat_id) == "supergroup":
+        content["message_thread_id"] = message_thread_id
+        content["is_topic_message"] = True
     if reply_to_message_id:
         record = state.get_message(chat_id, reply_to_message_id)
         if record is not None:

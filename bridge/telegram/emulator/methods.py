@@ -1,4 +1,4 @@
-"""The Bot API methods about messages: getMe, sendMessage, edits, deletes, callback answers, reactions.
+"""The Bot API methods about messages: getMe, sendMessage, edits, deletes, callback answers, reactions, topics.
 
 Each handler takes a Call and returns the method's ``result`` or raises ApiError; the app wraps the envelope.
 ``METHODS`` maps the lower-case method name (Telegram routes method names case-insensitively) to its canonical
@@ -14,7 +14,7 @@ from typing import Any
 from . import media, polling
 from .call import Call
 from .errors import bad_request
-from .objects import bot_me
+from .objects import bot_me, chat_type
 from .records import MessageRecord
 
 NOT_MODIFIED = (
@@ -225,6 +225,30 @@ def send_chat_action(call: Call) -> bool:
     return True
 
 
+def create_forum_topic(call: Call) -> dict[str, Any]:
+    """A topic in a supergroup (every supergroup is taken for a forum here). As in Telegram, the topic's id is the
+    message id of the service message that opens it."""
+    chat_id = call.target_chat()
+    if chat_type(chat_id) != "supergroup":
+        raise bad_request("the chat is not a forum")
+    name = call.params.get_str("name") or ""
+    if not 1 <= len(name) <= 128:
+        raise bad_request("invalid forum topic name specified")
+    topic = {"name": name, "icon_color": call.params.get_int("icon_color") or 0x6FB9F0}
+    message = call.state.add_message(
+        chat_id,
+        lambda message_id: call.new_message(
+            chat_id,
+            message_id,
+            message_thread_id=message_id,
+            is_topic_message=True,
+            forum_topic_created=topic,
+        ),
+        outgoing=True,
+    )
+    return {"message_thread_id": message["message_id"], **topic}
+
+
 def set_message_reaction(call: Call) -> bool:
     params = call.params
     chat_id = call.target_chat()
@@ -286,6 +310,7 @@ METHODS: dict[str, tuple[str, Handler]] = _table(
     ("answerCallbackQuery", answer_callback_query),
     ("sendChatAction", send_chat_action),
     ("setMessageReaction", set_message_reaction),
+    ("createForumTopic", create_forum_topic),
     ("setMyCommands", set_my_commands),
     ("getMyCommands", get_my_commands),
     ("deleteMyCommands", delete_my_commands),
