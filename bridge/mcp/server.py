@@ -23,17 +23,12 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import ValidationError
 
-from bridge.mcp import ratelimit
+from bridge.mcp import handshake, ratelimit
 from bridge.mcp.ratelimit import RateLimiter
 from bridge.mcp.results import ToolProblem, from_validation_error, unknown_arguments
-from bridge.mcp.services import lifespan
+from bridge.mcp.services import Services, lifespan
 
-INSTRUCTIONS = (
-    "CCTelegram sends your reports to your owner's Telegram and brings their answers back. Use "
-    "send_telegram_event (or the send_* shortcuts) to report progress, results and failures; "
-    "send_approval_request then wait_for_approval to ask before risky steps. A send returns once the event is "
-    "durably queued. A refused call answers {success: false, error: {code, field, message}}: fix that argument."
-)
+INSTRUCTIONS = handshake.INSTRUCTIONS  # what the channel server (bridge.channel) adds its own to
 
 
 class CCTelegramServer(MCPServer):
@@ -41,6 +36,8 @@ class CCTelegramServer(MCPServer):
         super().__init__(**kwargs)
         self.limiter = limiter
         self._arguments: dict[str, frozenset[str]] | None = None
+        # The tools' shared services while the server runs (set by bridge.mcp.services.lifespan).
+        self.running_services: Services | None = None
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
@@ -69,6 +66,44 @@ class CCTelegramServer(MCPServer):
                     f"the database is unavailable: {cause}", code="storage_unavailable", retry_after=1.0
                 ).as_result()
             raise
+
+    async def answer_call(
+        self, request_id: str | int, params: dict[str, Any], protocol_version: str
+    ) -> dict | None:
+        """Answer a ``tools/call`` request outside the SDK's session machinery (bridge.mcp.frontend's fast path):
+        the SDK's own handler and result serialization, without its per-message tasks, streams and middleware.
+        Returns the JSON-RPC response, or None when the request is one for the SDK to answer (malformed params,
+        the server not running)."""
+        from mcp.server.context import ServerRequestContext
+        from mcp.shared.exceptions import MCPError
+        from mcp_types import CallToolRequestParams
+        from mcp_types.methods import serialize_server_result
+
+        if self.running_services is None:
+            return None
+        try:
+            typed = CallToolRequestParams.model_validate(params, by_name=False)
+        except ValidationError:
+            return None
+        request = ServerRequestContext(
+            session=None,  # a fast-path tool neither sends requests to the client nor logs to it
+            lifespan_context=self.running_services,
+            protocol_version=protocol_version,
+            method="tools/call",
+            params=params,
+            request_id=request_id,
+        )
+        try:
+            result = await self._handle_call_tool(request, typed)
+        except MCPError as exc:
+            error = exc.error.model_dump(by_alias=True, mode="json", exclude_none=True)
+            return {"jsonrpc": "2.0", "id": request_id, "error": error}
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": serialize_server_result("tools/call", protocol_version, dumped),
+        }
 
     async def run_stdio_async(self) -> None:
         """Serve on stdin and stdout as the SDK does, but on asyncio pipes when they are pipes (bridge.mcp.stdio):
@@ -112,22 +147,13 @@ def build_server() -> CCTelegramServer:
     from bridge.mcp import resources, tools
 
     server = CCTelegramServer(
-        name="cctelegram",
-        title="CCTelegram",
-        version=_version(),
-        instructions=INSTRUCTIONS,
+        name=handshake.NAME,
+        title=handshake.TITLE,
+        version=handshake.version(),
+        instructions=handshake.INSTRUCTIONS,
         lifespan=lifespan,
         limiter=ratelimit.from_settings(),
     )
     tools.register(server)
     resources.register(server)
     return server
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cctelegram")
-    except PackageNotFoundError:
-        return "0"

@@ -45,10 +45,14 @@ class Services:
 
 @asynccontextmanager
 async def lifespan(server: Any) -> AsyncIterator[Services]:
+    """The services of one run, also published as ``server.running_services`` for the stdio fast path
+    (bridge.mcp.frontend), which answers calls outside the SDK's request contexts."""
     shared = Services()
+    server.running_services = shared
     try:
         yield shared
     finally:
+        server.running_services = None
         await shared.close()
 
 

@@ -51,12 +51,16 @@ class LineWriter:
         await self._writer.drain()
 
 
+def on_pipes() -> bool:
+    """Whether stdin and stdout are both pipes, which ``pipes()`` needs."""
+    return all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1))
+
+
 @asynccontextmanager
 async def pipes() -> AsyncIterator[tuple[LineReader, LineWriter]]:
     """The wire as (reader, writer). Raises OSError when stdin or stdout is not a pipe."""
-    for fd in (0, 1):
-        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-            raise OSError(f"file descriptor {fd} is not a pipe")
+    if not on_pipes():
+        raise OSError("stdin or stdout is not a pipe")
     loop = asyncio.get_running_loop()
     wire_in, wire_out = os.fdopen(os.dup(0), "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
     saved = [os.dup(0), os.dup(1)]

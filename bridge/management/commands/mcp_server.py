@@ -61,11 +61,25 @@ class Command(BaseCommand):
 
             http.run(build_server(), host=host, port=port, keys=keys)
             return
+        from bridge.mcp import stdio
+
+        if stdio.on_pipes():
+            # Before the SDK is even imported: bridge.mcp.frontend answers initialize at once.
+            import asyncio
+
+            from bridge.mcp import frontend
+
+            asyncio.run(frontend.serve(_build_server))
+            return
         import anyio
 
-        from bridge.mcp.server import build_server
+        anyio.run(_build_server().run_stdio_async)
 
-        anyio.run(build_server().run_stdio_async)
+
+def _build_server():
+    from bridge.mcp.server import build_server
+
+    return build_server()
 
 
 def _logs_to_stderr() -> None:

@@ -1,0 +1,195 @@
+"""The stdio wire in front of the SDK's server: ``initialize`` answered before the SDK is loaded, sends answered
+without the SDK's per-message machinery, everything else passed through to the SDK untouched.
+
+An agent starts this server with every session and calls a send tool for every report, so two costs matter:
+
+- start-up: importing the SDK takes ~0.6 s, and the agent waits for ``initialize``. The answer is known without
+  it (bridge.mcp.handshake), so it goes out first; then the SDK loads and gets the same ``initialize`` replayed,
+  its own answer to it dropped, so its session is initialized as if it had answered. Requests that arrive
+  meanwhile wait in order in the SDK's input.
+- each send: the SDK routes a request through a dispatcher task, memory streams, middleware and context objects
+  (~0.4 ms of CPU for a trivial tool). A ``tools/call`` of a send tool (FAST_TOOLS) is answered by the SDK's own
+  tool handler and result serialization (``CCTelegramServer.answer_call``), called here directly, once the SDK
+  has initialized its session.
+
+Every other message (tools/list, resources, ping, notifications, a second initialize, malformed lines, requests
+of the 2026 protocol era) is the SDK's to read and answer. The SDK sees lines, as its stdio transport reads them
+from a pipe; its output goes to the wire as it writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bridge.mcp import handshake
+
+if TYPE_CHECKING:
+    from bridge.mcp.server import CCTelegramServer
+    from bridge.mcp.stdio import LineWriter
+
+logger = logging.getLogger(__name__)
+
+# Quick, durable, and answered the same way whatever the session: the calls an agent makes all the time.
+FAST_TOOLS = frozenset(
+    {
+        "send_telegram_event",
+        "send_telegram_message",
+        "send_task_completion",
+        "send_performance_alert",
+        "send_approval_request",
+    }
+)
+
+
+class _SdkInput:
+    """The SDK's stdin: the lines the front end passes on, then end of input."""
+
+    def __init__(self) -> None:
+        self.lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def __aiter__(self) -> _SdkInput:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await self.lines.get()
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+
+class _SdkOutput:
+    """The SDK's stdout: the wire, less the SDK's answer to the ``initialize`` replayed to it."""
+
+    def __init__(self, front: FrontEnd) -> None:
+        self._front = front
+
+    async def write(self, text: str) -> None:
+        if self._front.replayed is None or not self._front.is_replay_answer(text):
+            await self._front.wire.write(text)
+
+    async def flush(self) -> None:
+        await self._front.wire.flush()
+
+
+class FrontEnd:
+    def __init__(
+        self,
+        build_server: Callable[[], CCTelegramServer],
+        wire: LineWriter,
+        fast_tools: frozenset[str] = FAST_TOOLS,
+    ) -> None:
+        self.wire = wire
+        self._build = build_server
+        self._fast_tools = fast_tools
+        self._sdk_input = _SdkInput()
+        self._sdk: asyncio.Task[None] | None = None
+        self.server: CCTelegramServer | None = None
+        self.replayed: str | int | None = (
+            None  # the id of the initialize answered here and replayed to the SDK
+        )
+        self._early_version: str | None = None
+        self._fast_version: str | None = (
+            None  # set once the SDK's session is initialized: the fast path is on
+        )
+
+    @property
+    def fast(self) -> bool:
+        """Whether send tools are answered here (after an initialize answered here, and by the SDK alike)."""
+        return self._fast_version is not None
+
+    async def serve(self, lines: AsyncIterable[str]) -> None:
+        """Serve until the client closes the wire and the SDK has answered everything it was given."""
+        try:
+            async for line in lines:
+                await self._take(line)
+        finally:
+            self._sdk_input.lines.put_nowait(None)
+        if self._sdk is not None:
+            await self._sdk
+
+    async def _take(self, line: str) -> None:
+        if self._sdk is not None and self._sdk.done():
+            self._sdk.result()  # the SDK stopped: its error ends this server too
+            raise RuntimeError("the MCP server stopped")
+        if self._fast_version is not None and '"tools/call"' in line:
+            answer = await self._fast_call(line)
+            if answer is not None:
+                await self.wire.write(json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n")
+                await self.wire.flush()
+                return
+        elif self._sdk is None and '"initialize"' in line:
+            await self._answer_early(line)
+        if self._sdk is None:
+            self._sdk = asyncio.create_task(self._run_sdk())
+        self._sdk_input.lines.put_nowait(line)
+
+    async def _answer_early(self, line: str) -> None:
+        message = _request(line, "initialize")
+        if message is None:
+            return
+        version = handshake.negotiated(message.get("params") or {})
+        if version is None:
+            return
+        self.replayed, self._early_version = message["id"], version
+        body = {"jsonrpc": "2.0", "id": message["id"], "result": handshake.initialize_result(version)}
+        await self.wire.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
+        await self.wire.flush()
+
+    def is_replay_answer(self, text: str) -> bool:
+        """Whether ``text`` is the SDK's answer to the replayed initialize (then dropped, and the fast path on)."""
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(message, dict) or "method" in message or message.get("id") != self.replayed:
+            return False
+        self.replayed = None
+        if message.get("result") == handshake.initialize_result(self._early_version):
+            self._fast_version = self._early_version
+        else:  # bridge.mcp.handshake is out of date: a bug, which costs the fast path but breaks nothing else
+            logger.warning("the MCP SDK answered initialize otherwise than this server did: %s", text.strip())
+        return True
+
+    async def _fast_call(self, line: str) -> dict[str, Any] | None:
+        message = _request(line, "tools/call")
+        if message is None or self.server is None:
+            return None
+        params = message.get("params")
+        if not isinstance(params, dict) or params.get("name") not in self._fast_tools:
+            return None
+        return await self.server.answer_call(message["id"], params, self._fast_version)
+
+    async def _run_sdk(self) -> None:
+        from mcp.server.stdio import stdio_server
+
+        self.server = server = self._build()
+        lowlevel = server._lowlevel_server  # what the SDK's own run_stdio_async drives
+        async with stdio_server(self._sdk_input, _SdkOutput(self)) as (read, write):
+            await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+
+def _request(line: str, method: str) -> dict[str, Any] | None:
+    """The JSON-RPC request in ``line`` when it is one for ``method`` with a usable id, else None."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or message.get("method") != method:
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return None
+    return message
+
+
+async def serve(build_server: Callable[[], CCTelegramServer]) -> None:
+    """Serve MCP on stdin and stdout, which must be pipes (``bridge.mcp.stdio.on_pipes()``), as an MCP client
+    gives them; on anything else, run the SDK's own stdio transport (``CCTelegramServer.run_stdio_async``)."""
+    from bridge.mcp import stdio
+
+    async with stdio.pipes() as (reader, writer):
+        await FrontEnd(build_server, writer).serve(reader)

@@ -1,0 +1,155 @@
+"""The stdio front end of the MCP server (bridge.mcp.frontend): initialize answered before the SDK is loaded, send
+tools answered without the SDK's session machinery, and both exactly as the SDK answers them.
+
+The front end is driven in-process over its line interface (what the pipes carry); the SDK behind it is the real
+one, on the test database. tests/test_mcp.py drives the whole server as a subprocess with a real MCP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
+
+from bridge.mcp import handshake
+from bridge.mcp.frontend import FAST_TOOLS, FrontEnd
+from bridge.mcp.server import build_server
+from bridge.models import Event, QueueEntry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 30.0
+
+
+class Wire:
+    """The client's side of the pipes: lines in, JSON-RPC messages out."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue[str | None] = asyncio.Queue()
+        self.written: asyncio.Queue[dict] = asyncio.Queue()
+        self.buffer = ""
+
+    async def write(self, text: str) -> None:
+        self.buffer += text
+        *lines, self.buffer = self.buffer.split("\n")
+        for line in lines:
+            self.written.put_nowait(json.loads(line))
+
+    async def flush(self) -> None:
+        pass
+
+    async def lines(self):
+        while (line := await self.incoming.get()) is not None:
+            yield line
+
+    def send(self, message: dict) -> None:
+        self.incoming.put_nowait(json.dumps(message, ensure_ascii=False) + "\n")
+
+    async def answer(self) -> dict:
+        return await asyncio.wait_for(self.written.get(), TIMEOUT)
+
+    async def request(self, request_id: int, method: str, params: dict) -> dict:
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await self.answer()
+
+
+def initialize(version: str = "2025-11-25") -> dict:
+    return {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}
+
+
+@contextlib.asynccontextmanager
+async def serving(fast_tools: frozenset[str] = FAST_TOOLS):
+    wire = Wire()
+    front = FrontEnd(build_server, wire, fast_tools)
+    task = asyncio.create_task(front.serve(wire.lines()))
+    try:
+        yield wire, front
+    finally:
+        wire.incoming.put_nowait(None)
+        await asyncio.wait_for(task, TIMEOUT)
+
+
+async def initialized(wire: Wire, front: FrontEnd, version: str = "2025-11-25") -> dict:
+    answer = await wire.request(0, "initialize", initialize(version))
+    wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert (await wire.request(1, "ping", {}))["result"] == {}  # the SDK has answered the replay by now
+    return answer
+
+
+def call(name: str, **arguments) -> dict:
+    return {"name": name, "arguments": arguments}
+
+
+async def test_the_handshake_module_matches_the_sdk():
+    assert handshake.HANDSHAKE_VERSIONS == HANDSHAKE_PROTOCOL_VERSIONS
+    assert handshake.HANDSHAKE_VERSIONS[-1] == LATEST_HANDSHAKE_VERSION
+
+
+@pytest.mark.parametrize("version", [*HANDSHAKE_PROTOCOL_VERSIONS, "1999-01-01"])
+async def test_initialize_is_answered_here_exactly_as_the_sdk_answers_it(folders, version):
+    async with serving() as (wire, front):
+        answer = await initialized(wire, front, version)
+        assert answer["result"]["serverInfo"]["name"] == "cctelegram"
+        # The SDK answered the replayed initialize identically (else the fast path stays off), and that answer
+        # never reached the wire: the client got one answer to its one request.
+        assert front.fast
+        assert wire.written.empty()
+
+
+async def test_a_malformed_initialize_is_left_to_the_sdk(folders):
+    async with serving() as (wire, front):
+        answer = await wire.request(0, "initialize", {"protocolVersion": "2025-11-25"})
+        assert answer["id"] == 0 and "error" in answer
+        assert not front.fast
+
+
+async def test_a_send_is_answered_as_the_sdk_answers_it_and_is_durable(folders):
+    arguments = {"type": "task_completion", "title": "Fast: ✅", "data": {"status": "completed"}}
+    answers = []
+    for fast_tools in (FAST_TOOLS, frozenset()):
+        async with serving(fast_tools) as (wire, front):
+            await initialized(wire, front)
+            answers.append(await wire.request(7, "tools/call", call("send_telegram_event", **arguments)))
+    fast, sdk = answers
+    bodies = [json.loads(answer["result"]["content"][0]["text"]) for answer in answers]
+    assert all(body["success"] for body in bodies)
+    row = await Event.objects.aget(event_id=bodies[0]["event_id"])
+    assert (row.title, row.origin) == ("Fast: ✅", "mcp")
+    assert await QueueEntry.objects.filter(event=row).aexists()
+    # Apart from the new event's id, the same answer.
+    same = json.dumps(sdk).replace(bodies[1]["event_id"], bodies[0]["event_id"])
+    assert fast == json.loads(same)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        call("send_telegram_event", type="task_completion", title=""),
+        call("send_telegram_event", type="task_completion", title="t", descripton="typo"),
+        call("send_approval_request", title="t", description="d", options=[]),
+        call("send_telegram_message"),
+        call("no_such_tool"),
+        {"name": "send_telegram_message", "arguments": "not an object"},
+    ],
+)
+async def test_a_refused_send_is_answered_as_the_sdk_answers_it(folders, params):
+    answers = []
+    for fast_tools in (FAST_TOOLS | {"no_such_tool"}, frozenset()):
+        async with serving(fast_tools) as (wire, front):
+            await initialized(wire, front)
+            answers.append(await wire.request(3, "tools/call", params))
+    assert answers[0] == answers[1]
+    assert await Event.objects.acount() == 0
+
+
+async def test_other_requests_and_notifications_reach_the_sdk(folders):
+    async with serving() as (wire, front):
+        await initialized(wire, front)
+        tools = await wire.request(2, "tools/list", {})
+        assert {tool["name"] for tool in tools["result"]["tools"]} >= FAST_TOOLS
+        status = await wire.request(3, "tools/call", call("check_bridge_process"))
+        assert json.loads(status["result"]["content"][0]["text"])["running"] is False
+        wire.incoming.put_nowait("not json\n")  # the SDK's to ignore, as it does
+        assert (await wire.request(4, "ping", {}))["id"] == 4
