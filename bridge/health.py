@@ -1,18 +1,27 @@
-"""Health: the figures /health reports, computed from the database, the workers' heartbeats and this process."""
+"""Health: the figures /health reports, computed from the database, the workers' heartbeats and this process.
+
+``check()`` and ``readiness()`` compute the figures (blocking: database queries); the web endpoints read them through
+``REPORT`` and ``READY``, snapshots that compute them at most once a second on Django's database thread and share
+each computation between concurrent requests, so a monitor polling hard costs a few queries a second, not a few per
+request, and never blocks the event loop.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from functools import cache
 
 import psutil
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from bridge.models import Delivery, Event, PollerState, Worker
+from bridge.snapshot import Snapshot
 
 STARTED = time.time()
 # A worker that has not written its heartbeat for this long is presumed gone (it beats every 2 s).
@@ -22,6 +31,9 @@ WARNING_ERROR_RATE, CRITICAL_ERROR_RATE = 5.0, 50.0
 WARNING_QUEUE_DEPTH = 1000
 # A poller error older than this, or followed by a good poll, is history rather than a problem.
 POLLER_ERROR_FRESH = timedelta(minutes=2)
+# How old a report the endpoints may serve: monitors poll every few seconds, load balancers at most a few times a
+# second; a second keeps the figures current for both while a flood of probes costs one computation a second.
+MAX_AGE_SECONDS = 1.0
 
 _process = psutil.Process()
 
@@ -51,7 +63,18 @@ def database_ok() -> bool:
             cursor.execute("SELECT 1")
         return True
     except DatabaseError:
+        # A broken connection stays broken until closed: close it, so the next check connects afresh once the
+        # database is back rather than reporting it down for ever.
+        connection.close_if_unusable_or_obsolete()
         return False
+
+
+@cache
+def _redis_client(url: str):
+    """One client (and connection pool) per URL: a ping then reuses its connection instead of opening one."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def redis_ok() -> bool | None:
@@ -61,15 +84,23 @@ def redis_ok() -> bool | None:
     import redis
 
     try:
-        return bool(
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
-        )
+        return bool(_redis_client(settings.REDIS_URL).ping())
     except (redis.RedisError, OSError):
         return False
 
 
 def live_workers() -> int:
     return Worker.objects.filter(heartbeat_at__gte=timezone.now() - WORKER_STALE).count()
+
+
+def readiness() -> dict[str, bool]:
+    """Ready to take work: the database, Redis when configured, and a bridge worker that reported recently."""
+    checks = {"database": database_ok()}
+    redis = redis_ok()
+    if redis is not None:
+        checks["redis"] = redis
+    checks["worker"] = checks["database"] and live_workers() > 0
+    return checks
 
 
 def poller_status() -> dict | None:
@@ -133,12 +164,13 @@ def check() -> Health:
         problems.append(f"{error_rate}% of deliveries failed in the last hour")
     if depth > WARNING_QUEUE_DEPTH:
         problems.append(f"{depth} events waiting in the queue")
-    if redis_ok() is False:
+    redis_down = redis_ok() is False
+    if redis_down:
         problems.append("Redis unreachable")
     poller = poller_status()
     if poller is not None and poller["problem"]:
         problems.append(f"receiving updates: {poller['problem']}")
-    status = "critical" if error_rate >= CRITICAL_ERROR_RATE or redis_ok() is False else "healthy"
+    status = "critical" if error_rate >= CRITICAL_ERROR_RATE or redis_down else "healthy"
     if status == "healthy" and problems:
         status = "warning"
     return Health(
@@ -153,3 +185,8 @@ def check() -> Health:
         poller=poller,
         **base,
     )
+
+
+# Computed on Django's database thread (connections opened and closed as around a request), never on the loop.
+REPORT: Snapshot[Health] = Snapshot(database_sync_to_async(check), MAX_AGE_SECONDS)
+READY: Snapshot[dict[str, bool]] = Snapshot(database_sync_to_async(readiness), MAX_AGE_SECONDS)

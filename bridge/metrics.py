@@ -18,6 +18,7 @@ CC_TELEGRAM_METRICS=off turns every metric here into a no-op: how the bench meas
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hmac
 import os
@@ -43,6 +44,7 @@ from prometheus_client import (
 
 from bridge.events.catalog import CATALOG
 from bridge.events.priority import Priority
+from bridge.snapshot import Snapshot
 
 # Read once, at import: the metrics below are process-wide singletons, registered when this module loads.
 ENABLED: bool = getattr(settings, "CC_TELEGRAM_METRICS", True)
@@ -283,6 +285,18 @@ def exposition() -> tuple[bytes, str]:
         _forgotten_at = time.monotonic()
         forget_dead_processes()
     return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+async def _render() -> tuple[bytes, str]:
+    """``exposition()`` on a worker thread: rendering (and in multiprocess mode reading every process's files)
+    takes milliseconds the event loop must not lose."""
+    return await asyncio.to_thread(exposition)
+
+
+EXPOSITION_MAX_AGE_SECONDS = 1.0
+"""How old a rendering /metrics may serve: Prometheus scrapes every few seconds, and one rendering a second is all a
+flood of scrapes then costs."""
+EXPOSITION: Snapshot[tuple[bytes, str]] = Snapshot(_render, EXPOSITION_MAX_AGE_SECONDS)
 
 
 def authorized(header: str) -> bool:

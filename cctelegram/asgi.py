@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from bridge.probes import with_probes  # noqa: E402
 from cctelegram.routing import websocket_routes  # noqa: E402
 
 http_app = django_asgi_app
@@ -24,6 +25,8 @@ if settings.CC_TELEGRAM_SANDBOX:
     from bridge.sandbox.mount import with_emulator
 
     http_app = with_emulator(django_asgi_app)
+# Probes and scrapes (/health*, /metrics) are answered before Django's middleware: see bridge/probes.py.
+http_app = with_probes(http_app)
 
 application = ProtocolTypeRouter(
     {
