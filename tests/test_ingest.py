@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -23,9 +24,11 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.core.management import CommandError, call_command
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from bridge.events.priority import Priority
+from bridge.ingest.checkpoint import WalCheckpointer
 from bridge.ingest.quarantine import FAILED_DIR_NAME
 from bridge.ingest.watcher import is_event_file
 from bridge.models import AuditEntry, BridgeSettings, QueueEntry
@@ -621,6 +624,66 @@ async def test_stop_drains_what_was_read(pipelines, events_dir, queued):
     stored = await EventRow.objects.acount()
     assert len(json_files(events_dir)) == 20 - stored  # every file is either stored or still there
     assert stored > 0
+
+
+# --- SQLite's write-ahead log, checkpointed off the ingest path ------------------------------------------------
+
+
+def sqlite_writer(path: Path) -> sqlite3.Connection:
+    """A connection that never checkpoints by itself: only the checkpointer keeps its log short."""
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE IF NOT EXISTS rows (body TEXT)")
+    return writer
+
+
+async def test_checkpointer_keeps_the_log_from_growing_after_writes(tmp_path):
+    path = tmp_path / "wal.sqlite3"
+    writer = sqlite_writer(path)
+    checkpointer = WalCheckpointer(str(path), interval=0.001)
+    checkpointer.start()
+    sizes = []
+    try:
+        for _ in range(5):
+            done = checkpointer.checkpoints
+            for _ in range(50):
+                writer.execute("INSERT INTO rows VALUES (?)", ("x" * 3000,))
+            checkpointer.wrote()
+            await wait_for(lambda done=done: checkpointer.checkpoints > done, what="a checkpoint")
+            sizes.append(path.with_name("wal.sqlite3-wal").stat().st_size)
+    finally:
+        checkpointer.stop()
+        writer.close()
+    # Each round's commits start the log over once the previous round was checkpointed: it stays the size of
+    # one round instead of growing by one round each time.
+    assert sizes[-1] < 2 * sizes[0]
+
+
+async def test_checkpointer_checkpoints_what_was_written_when_stopped(tmp_path):
+    path = tmp_path / "wal.sqlite3"
+    writer = sqlite_writer(path)
+    checkpointer = WalCheckpointer(str(path), interval=3600)  # only stopping cuts the wait short
+    checkpointer.start()
+    writer.execute("INSERT INTO rows VALUES ('last')")
+    checkpointer.wrote()
+    checkpointer.stop()
+    writer.close()
+    assert checkpointer.checkpoints == 1
+
+
+async def test_the_ingestor_checkpoints_only_an_sqlite_file_database(pipelines, events_dir):
+    pipeline = pipelines()
+    await pipeline.start()
+    write_event(events_dir, "one.json", event("one"))
+    await wait_for(lambda: not json_files(events_dir), what="the file to be stored")
+    checkpointer = pipeline.ingestor.checkpointer
+    if connection.vendor == "sqlite":
+        await wait_for(lambda: checkpointer.checkpoints >= 1, what="a checkpoint after the store")
+    else:
+        assert checkpointer is None  # PostgreSQL keeps its own log
+    await pipeline.stop()
+    assert pipeline.ingestor.checkpointer is None
 
 
 # --- commands ------------------------------------------------------------------------------------------------

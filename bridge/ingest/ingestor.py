@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from bridge import metrics
 from bridge.events.parse import Limits, RejectedEvent, parse_file
 from bridge.events.schema import Event
+from bridge.ingest.checkpoint import WalCheckpointer
 from bridge.ingest.quarantine import quarantine, shown
 from bridge.ingest.store import EventStore
 from bridge.ingest.watcher import FileSource
@@ -63,26 +64,38 @@ class Ingestor:
         self.on_stored = None  # callable(list[str]) -> None, set by the pipeline to wake the sender
         self.busy = False  # a batch taken from the paths queue is being ingested (the pipeline drains on it)
         self._settling: dict[Path, float] = {}  # path -> when it was first found half-written (monotonic)
+        self.checkpointer: WalCheckpointer | None = None  # while ``run`` runs on SQLite
 
     async def run(self, paths: asyncio.Queue[Path]) -> None:
         """Take whatever is waiting (up to a batch) each round, so latency stays low and floods batch up."""
-        while True:
-            batch = [await paths.get()]
-            self.busy = True
-            try:
-                while len(batch) < self.batch_size and not paths.empty():
-                    batch.append(paths.get_nowait())
-                await self.ingest(batch)
-            except Exception:
-                # Nothing of the batch left the folder (files go only once stored); after a pause a sweep takes
-                # them again. Their content-derived event_ids make whatever was stored a duplicate, not a resend.
-                logger.exception("ingest of %d files failed; they stay in the folder", len(batch))
-                await asyncio.sleep(self.retry_delay)
-                for path in batch:
-                    self.source.done(path)
-                self.source.request_sweep()
-            finally:
-                self.busy = False
+        self.checkpointer = WalCheckpointer.for_database()
+        if self.checkpointer is not None:
+            self.checkpointer.start()
+        try:
+            while True:
+                await self._round(paths)
+        finally:
+            if self.checkpointer is not None:
+                await asyncio.to_thread(self.checkpointer.stop)
+                self.checkpointer = None
+
+    async def _round(self, paths: asyncio.Queue[Path]) -> None:
+        batch = [await paths.get()]
+        self.busy = True
+        try:
+            while len(batch) < self.batch_size and not paths.empty():
+                batch.append(paths.get_nowait())
+            await self.ingest(batch)
+        except Exception:
+            # Nothing of the batch left the folder (files go only once stored); after a pause a sweep takes
+            # them again. Their content-derived event_ids make whatever was stored a duplicate, not a resend.
+            logger.exception("ingest of %d files failed; they stay in the folder", len(batch))
+            await asyncio.sleep(self.retry_delay)
+            for path in batch:
+                self.source.done(path)
+            self.source.request_sweep()
+        finally:
+            self.busy = False
 
     async def ingest(self, batch: list[Path]) -> BatchResult:
         result = BatchResult()
@@ -93,6 +106,8 @@ class Ingestor:
                 events.append((path, event))
         if events:
             stored = await self.store.store([event for _, event in events])
+            if self.checkpointer is not None:
+                self.checkpointer.wrote()
             for (path, event), outcome in zip(events, stored, strict=True):
                 if outcome.duplicate:
                     result.duplicates.append(event.event_id)
