@@ -77,16 +77,42 @@ class _Off:
 _OFF = _Off()
 
 
+class _KeptChildren:
+    """A labelled metric whose children are kept once made, so ``labels(...)`` on a hot path (a cache look-up, a
+    quarantine) is a dict look-up: prometheus-client's own validates the values and takes the metric's lock at
+    every call, several microseconds each. Label values are bounded here, so the dict is too."""
+
+    def __init__(self, metric) -> None:
+        self._metric = metric
+        self._children: dict[tuple, object] = {}
+
+    def labels(self, *values: str, **named: str):
+        key = (values, tuple(named.items()))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(*values, **named)
+        return child
+
+    def __getattr__(self, name: str):
+        return getattr(self._metric, name)
+
+
+def _made(metric, labels: tuple[str, ...]):
+    if not ENABLED:
+        return _OFF
+    return _KeptChildren(metric()) if labels else metric()
+
+
 def _counter(name: str, documentation: str, labels: tuple[str, ...] = ()):
-    return Counter(name, documentation, labels) if ENABLED else _OFF
+    return _made(lambda: Counter(name, documentation, labels), labels)
 
 
 def _histogram(name: str, documentation: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()):
-    return Histogram(name, documentation, labels, buckets=buckets) if ENABLED else _OFF
+    return _made(lambda: Histogram(name, documentation, labels, buckets=buckets), labels)
 
 
 def _gauge(name: str, documentation: str, mode: str, labels: tuple[str, ...] = ()):
-    return Gauge(name, documentation, labels, multiprocess_mode=mode) if ENABLED else _OFF
+    return _made(lambda: Gauge(name, documentation, labels, multiprocess_mode=mode), labels)
 
 
 def type_label(event_type: str) -> str:
