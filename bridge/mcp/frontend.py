@@ -191,5 +191,22 @@ async def serve(build_server: Callable[[], CCTelegramServer]) -> None:
     gives them; on anything else, run the SDK's own stdio transport (``CCTelegramServer.run_stdio_async``)."""
     from bridge.mcp import stdio
 
+    _one_malloc_arena()
     async with stdio.pipes() as (reader, writer):
         await FrontEnd(build_server, writer).serve(reader)
+
+
+def _one_malloc_arena() -> None:
+    """Let the database thread allocate from the main thread's malloc arena instead of one of its own (glibc;
+    elsewhere nothing to do): ~1 MB less RSS in a process started for every agent session, for a malloc lock
+    that two threads, one of them mostly waiting, hardly contend for. Must run before that thread starts."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # this process's own C library
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(M_ARENA_MAX, 1)
+
+
+M_ARENA_MAX = -8  # glibc's malloc.h

@@ -29,3 +29,9 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
     },
 }
+
+# SQLite keeps a 2 MB page cache per connection by default; this process appends events (a few pages of each
+# index) and reads little, so a small cache serves it as well and keeps it lean (the OS caches the file anyway).
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
+    _options["init_command"] = _options.get("init_command", "") + " PRAGMA cache_size=-256;"
