@@ -313,6 +313,23 @@ async def test_duplicates_within_one_batch_are_queued_once(pipelines, events_dir
     assert len(await queued()) == 1
 
 
+async def test_a_batch_holding_an_event_stored_before_stores_the_new_ones_once(pipelines, events_dir, queued):
+    write_event(events_dir, "old.json", event("old"))
+    pipeline = pipelines()
+    await pipeline.ingest_waiting()
+    now = time.time()
+    write_event(events_dir, "new-1.json", event("new 1"), mtime=now - 3)
+    write_event(events_dir, "old-again.json", event("old"), mtime=now - 2)  # same content, same event_id
+    write_event(events_dir, "new-2.json", event("new 2"), mtime=now - 1)
+    summary = await pipeline.ingest_waiting()
+
+    assert (summary.stored, summary.duplicates) == (2, 1)
+    assert json_files(events_dir) == []
+    assert await titles_in_order() == ["old", "new 1", "new 2"]
+    rows = [event_id async for event_id in EventRow.objects.order_by("pk").values_list("event_id", flat=True)]
+    assert await queued() == rows
+
+
 async def test_one_explicit_id_twice_in_a_batch_queues_the_version_stored(pipelines, events_dir):
     now = time.time()
     write_event(events_dir, "first.json", event("first version", event_id="evt-7"), mtime=now - 2)
@@ -515,16 +532,14 @@ class FailingQueue:
             self._fail()
         return await self.inner.enqueue_batch(entries)
 
-    async def enqueue_new_event(self, insert_row, event_id, lane, payload):
-        def insert_then_fail() -> int:
-            # The row is written, then the queue fails: inside the database queue's transaction (rolled back
-            # with it), or on its own before a Redis enqueue (left behind, to be queued by a later attempt).
-            insert_row()
+    async def enqueue_new_events(self, insert_rows):
+        def insert_then_fail():
+            # The rows are written, then the queue fails: inside the database queue's transaction (rolled back
+            # with it), or on their own before a Redis enqueue (left behind, to be queued by a later attempt).
+            insert_rows()
             self._fail()
 
-        if self.failing:
-            return await self.inner.enqueue_new_event(insert_then_fail, event_id, lane, payload)
-        return await self.inner.enqueue_new_event(insert_row, event_id, lane, payload)
+        return await self.inner.enqueue_new_events(insert_then_fail if self.failing else insert_rows)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

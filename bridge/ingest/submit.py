@@ -17,4 +17,5 @@ async def submit(store: EventStore, fields: dict[str, Any], *, origin: str) -> t
     the default event_id is random rather than derived from the content; an explicit event_id still deduplicates.
     """
     event = parse_mapping(fields, origin=origin, raw_digest=uuid.uuid4().hex)
-    return event, await store.store_new(event)
+    (stored,) = await store.store([event])
+    return event, stored

@@ -102,20 +102,20 @@ class DurableQueue(ABC):
     async def enqueue_batch(self, entries: list[NewEntry]) -> list[str | None]:
         """Store entries durably; per input, its entry id or None when its event_id was already queued."""
 
-    async def enqueue_new_event(
-        self, insert_row: Callable[[], int], event_id: str, lane: int, payload: bytes
-    ) -> tuple[int, str | None]:
-        """Insert a new event's row (``insert_row`` runs on a database thread and returns its pk), then enqueue it.
+    async def enqueue_new_events(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        """Insert new events' rows, then enqueue them: ``insert_rows`` runs on a database thread and returns their
+        entries (pks filled in); per entry, its id or None, as ``enqueue_batch``.
 
-        The one-event path of MCP tools and the shell, where every millisecond counts. Raises IntegrityError when
-        the row exists already (the caller falls back to the batch path). The database queue overrides this to
-        write the row and its entry in one transaction.
+        The path of events most likely new (files, MCP tools, the shell), where every millisecond counts. Raises
+        IntegrityError when a row exists already (the caller falls back to a path that looks first). The database
+        queue overrides this to write the rows and their entries in one transaction.
         """
         from asgiref.sync import sync_to_async
 
-        pk = await sync_to_async(insert_row)()
-        (entry_id,) = await self.enqueue_batch([NewEntry(pk, event_id, lane, payload)])
-        return pk, entry_id
+        entries = await sync_to_async(insert_rows)()
+        return entries, await self.enqueue_batch(entries)
 
     @abstractmethod
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:

@@ -113,29 +113,22 @@ class DatabaseQueue(DurableQueue):
             _doorbell.ring()
         return ids
 
-    async def enqueue_new_event(
-        self, insert_row: Callable[[], int], event_id: str, lane: int, payload: bytes
-    ) -> tuple[int, str | None]:
-        def both() -> tuple[int, str] | None:
-            stored, compressed = self.compressor.compress(payload)
+    async def enqueue_new_events(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        def both() -> tuple[list[NewEntry], list[str | None]] | None:
             try:
                 with transaction.atomic(using=self.using):
-                    pk = insert_row()
-                    row = self._entries().create(
-                        event_id=pk,
-                        lane=lane,
-                        payload=stored,
-                        compressed=compressed,
-                        available_at=timezone.now(),
-                    )
+                    entries = insert_rows()
+                    return entries, self._enqueue(entries)
             except IntegrityError:
-                return None  # the event exists: not a storage failure, the caller's duplicate path
-            return pk, str(row.pk)
+                return None  # an event exists: not a storage failure, the caller's duplicate path
 
         result = await self._run(both)
         if result is None:
-            raise IntegrityError(f"event {event_id} is already stored")
-        _doorbell.ring()
+            raise IntegrityError("an event of the batch is already stored")
+        if any(result[1]):
+            _doorbell.ring()
         return result
 
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
@@ -264,7 +257,8 @@ class DatabaseQueue(DurableQueue):
     # --- work done on a database thread -------------------------------------------------------------------------
     def _enqueue(self, entries: list[NewEntry]) -> list[str | None]:
         now = timezone.now()
-        with transaction.atomic(using=self.using):
+        # No savepoint inside enqueue_new_events' transaction: a failure here fails it whole anyway.
+        with transaction.atomic(using=self.using, savepoint=False):
             queued_events = set(
                 self._entries()
                 .filter(event_id__in={e.event_pk for e in entries})
