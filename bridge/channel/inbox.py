@@ -1,9 +1,10 @@
 """The channel's store: inbound messages kept for the sessions, the sessions themselves, and who delivers what.
 
 The bridge's poller (bridge.replies) is the only reader of Telegram. For every message from an allowed user it
-calls `receive`, which stores a ChannelMessage before the poller moves its offset on, so a message is never lost
-between Telegram and the store, and the (chat_id, message_id) constraint keeps an update handled twice from
-being stored twice.
+asks `addressed` what the sessions get of it and `keep`s that, in the same trip to the database as its own
+look-ups (`keep_with_files` downloads a photo or document first). So a ChannelMessage is stored before the poller
+moves its offset on, and a message is never lost between Telegram and the store; the (chat_id, message_id)
+constraint keeps an update handled twice from being stored twice.
 
 Each message goes to exactly one session: the one it is addressed to (`/to <name> ...`) when that session is
 live, else the live session whose forum topic it was written in (CC_TELEGRAM_CHANNEL_FORUM: each session opens
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +35,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from bridge.channel import wake
-from bridge.models import AuditEntry, ChannelMessage, ChannelSession, Recipient
+from bridge.models import AuditEntry, ChannelMessage, ChannelSession
 
 if TYPE_CHECKING:
     from bridge.replies.handler import Context
@@ -64,47 +67,69 @@ def parse_target(text: str) -> tuple[str, str]:
 
 
 # --- the bridge's side ---------------------------------------------------------------------------------------
-async def receive(context: Context, message: IncomingMessage) -> None:
-    """Keep ``message`` (from an allowed user) for the channel sessions, its files downloaded, and wake them.
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """A message's share for the sessions: the session it names (``/to name``, else "") and its text."""
 
-    A group's message is kept only when the group is an active Recipient and, unless
-    CC_TELEGRAM_GROUPS_NEED_MENTION is off, when it mentions the bot; in a topic of the channel forum no mention
-    is needed (the topic says which session it is for). Raises DatabaseError when it cannot be stored.
+    target: str
+    text: str
+
+
+def addressed(message: IncomingMessage, heard: Container[int], bot_username: str) -> Addressed | None:
+    """What the sessions get of ``message`` (from an allowed user), or None when it is not for them.
+
+    ``heard``: the chat ids among the message's chats that are active Recipients (the caller looks them up with
+    the sender, in its one query). A group's message is for the sessions only when the group is heard (else
+    refused and audited: this writes to the database) and, unless CC_TELEGRAM_GROUPS_NEED_MENTION is off, when
+    it mentions ``bot_username`` (taken out of the text); in a topic of the channel forum no mention is needed
+    (the topic says which session it is for).
     """
-    text = message.text
+    text: str | None = message.text
     if message.chat_id < 0:
-        text = await _addressed_in_group(context, message)
+        if message.chat_id not in heard:
+            AuditEntry.record(
+                message.sender.actor,
+                "access.refused",
+                object_type="telegram_chat",
+                object_id=str(message.chat_id),
+                detail="group message not passed to the channel: the group is not an active recipient",
+            )
+            return None
+        text = _group_text(message, bot_username)
         if text is None:
-            return
+            return None
     target, text = parse_target(text)
-    attachments = await download(context, message)
-    if attachments and message.message_type != "text" and text == NON_TEXT:
-        text = f"(sent {len(attachments)} file{'s' if len(attachments) > 1 else ''})"
-    ports = await sync_to_async(store)(message, target, text, attachments)
-    if ports:
-        wake.ring(ports)
+    return Addressed(target, text)
 
 
-async def _addressed_in_group(context: Context, message: IncomingMessage) -> str | None:
+def _group_text(message: IncomingMessage, bot_username: str) -> str | None:
     """The text meant for the sessions (the mention taken out), or None when the group does not speak to them."""
-    if not await Recipient.objects.filter(chat_id=message.chat_id, active=True).aexists():
-        await sync_to_async(AuditEntry.record)(
-            message.sender.actor,
-            "access.refused",
-            object_type="telegram_chat",
-            object_id=str(message.chat_id),
-            detail="group message not passed to the channel: the group is not an active recipient",
-        )
-        return None
     if not settings.CC_TELEGRAM_GROUPS_NEED_MENTION:
         return message.text
-    identity = context.transport.identity
-    mention = re.compile(rf"@{re.escape(identity.username)}\b", re.IGNORECASE) if identity else None
+    mention = re.compile(rf"@{re.escape(bot_username)}\b", re.IGNORECASE) if bot_username else None
     if mention is not None and mention.search(message.text):
         return mention.sub("", message.text, count=1).strip()
     if in_forum_topic(message):
         return message.text
     return None  # group chatter, not addressed to the bot: not a refusal
+
+
+def keep(message: IncomingMessage, share: Addressed, attachments: Sequence[str] = ()) -> None:
+    """Store ``message`` for the sessions (once, whatever the retries) and poke the live session it was handed
+    to, if any. Sync: called in the thread that does the caller's other database work. Raises DatabaseError
+    when it cannot be stored."""
+    text = share.text
+    if attachments and message.message_type != "text" and text == NON_TEXT:
+        text = f"(sent {len(attachments)} file{'s' if len(attachments) > 1 else ''})"
+    ports = store(message, share.target, text, list(attachments))
+    if ports:
+        wake.ring(ports)  # from here, not after a hop back to the event loop: the session is waiting
+
+
+async def keep_with_files(context: Context, message: IncomingMessage, share: Addressed) -> None:
+    """`keep` for a message with a photo or document: downloaded first, its paths given to the session."""
+    attachments = await download(context, message)
+    await sync_to_async(keep)(message, share, attachments)
 
 
 def in_forum_topic(message: IncomingMessage) -> bool:

@@ -13,7 +13,6 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -39,14 +38,19 @@ def enabled() -> bool:
     return settings.CC_TELEGRAM_ACCESS_POLICY == "pairing"
 
 
-async def offer(context: Context, message: IncomingMessage) -> None:
-    """Answer a stranger's direct message with their pairing code, under the pairing policy (else nothing)."""
+def code_to_offer(message: IncomingMessage) -> str:
+    """The pairing code to answer a stranger's direct message with, under the pairing policy; "" otherwise (no
+    answer at all). Sync: the replies handler asks in the trip that refused the message."""
     if not enabled() or message.chat_id <= 0:
-        return
-    request = await sync_to_async(code_for)(message)
+        return ""
+    return code_for(message).code
+
+
+async def offer(context: Context, message: IncomingMessage, code: str) -> None:
+    """Answer a stranger's direct message with their pairing ``code`` (from `code_to_offer`)."""
     text = (
-        f"🔐 This bot only talks to people its operator has approved.\n\nYour pairing code: <code>{request.code}"
-        f"</code>\nAsk the operator to run <code>python manage.py pair {request.code}</code> within the hour."
+        f"🔐 This bot only talks to people its operator has approved.\n\nYour pairing code: <code>{code}"
+        f"</code>\nAsk the operator to run <code>python manage.py pair {code}</code> within the hour."
     )
     try:
         await context.transport.send_message(message.chat_id, text, parse_mode="HTML")

@@ -18,7 +18,9 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from bridge.models import BridgeSettings, Response
+from bridge.replies import callbacks, messages
 from bridge.replies.inbound import ButtonPress, Inbound
+from bridge.replies.messages import Intake
 from bridge.replies.response_files import ResponseWriter
 from bridge.telegram.transport import TelegramTransport
 
@@ -50,35 +52,51 @@ class UpdateHandler:
         stored."""
         if not updates:
             return
-        settings, fresh = await sync_to_async(_prepare)(updates)
+        identity = self.transport.identity
+        settings, fresh = await sync_to_async(_prepare)(updates, identity.username if identity else "")
         context = Context(self.transport, self.writer, settings)
-        sequences: dict[tuple[int, ...], list[Inbound]] = {}
-        for update in fresh:
-            sequences.setdefault(update.order_key, []).append(update)
+        sequences: dict[tuple[int, ...], list[tuple[Inbound, Intake | None]]] = {}
+        for update, taken in fresh:
+            sequences.setdefault(update.order_key, []).append((update, taken))
         await asyncio.gather(*(self._in_order(context, items) for items in sequences.values()))
 
-    async def _in_order(self, context: Context, items: list[Inbound]) -> None:
+    async def _in_order(self, context: Context, items: list[tuple[Inbound, Intake | None]]) -> None:
         async with self._slots:
-            for item in items:
-                await self._one(context, item)
+            for item, taken in items:
+                await self._one(context, item, taken)
 
-    async def _one(self, context: Context, item: Inbound) -> None:
-        from bridge.replies import callbacks, messages
-
+    async def _one(self, context: Context, item: Inbound, taken: Intake | None) -> None:
         try:
             if isinstance(item, ButtonPress):
                 await callbacks.handle_press(context, item)
-            else:
-                await messages.handle_message(context, item)
+            elif taken is not None:
+                await messages.handle_message(context, item, taken)
         except DatabaseError:
             raise  # nothing was stored: fail the batch, so the poller fetches it again instead of moving on
         except Exception:
             logger.exception("handling update %s failed", item.update_id)
 
 
-def _prepare(updates: Sequence[Inbound]) -> tuple[BridgeSettings, list[Inbound]]:
-    """The settings and the updates not handled before, in one trip to the database."""
-    return BridgeSettings.load(), _unseen(updates)
+def _prepare(
+    updates: Sequence[Inbound], bot_username: str
+) -> tuple[BridgeSettings, list[tuple[Inbound, Intake | None]]]:
+    """One trip to the database for the whole batch: the settings, the updates not handled before, and each
+    message's intake (its sender looked up, a refusal audited, a text kept for the channel sessions): a message
+    reaches a waiting session without another hop to the database thread. A message whose intake fails for
+    another reason than the database is logged and skipped."""
+    fresh: list[tuple[Inbound, Intake | None]] = []
+    settings = BridgeSettings.load()
+    for update in _unseen(updates):
+        if isinstance(update, ButtonPress):
+            fresh.append((update, None))
+            continue
+        try:
+            fresh.append((update, messages.intake(update, bot_username)))
+        except DatabaseError:
+            raise
+        except Exception:
+            logger.exception("taking in update %s failed", update.update_id)
+    return settings, fresh
 
 
 def _unseen(updates: Sequence[Inbound]) -> list[Inbound]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -59,26 +60,65 @@ _SWITCHED = {
 }
 
 
-async def handle_message(context: Context, message: IncomingMessage) -> None:
-    recipient = await sync_to_async(_recipient)(message.sender.id)
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """What the one trip to the database (`intake`) made of a message, for `handle_message` to act on."""
+
+    recipient: Recipient | None
+    """The sender; None when refused (already audited)."""
+    pairing_code: str = ""
+    """Refused under the pairing policy: the code to answer with."""
+    response: Response | None = None
+    """An ordinary reply: its Response, not saved yet (the writer stores it and writes its file)."""
+    files_for_channel: channel.Addressed | None = None
+    """The channel's share of a message whose files are downloaded before it is kept (a text is kept already)."""
+
+
+def intake(message: IncomingMessage, bot_username: str) -> Intake:
+    """All a message needs from the database, in one trip (the handler's, with the batch's own look-ups): the
+    sender (and a group's chat) looked up in one query; a stranger refused and audited, and under the pairing
+    policy given a code; for an ordinary reply, its Response built and its share for the channel sessions kept
+    (bridge.channel.inbox.keep, which pokes the session that gets it) unless files must be fetched first.
+    Raises DatabaseError."""
+    chats = {message.sender.id, message.chat_id}
+    heard = {r.chat_id: r for r in Recipient.objects.filter(chat_id__in=chats, active=True)}
+    recipient = heard.get(message.sender.id)
     if recipient is None:
-        logger.warning("ignored a message from telegram user %s: not an active recipient", message.sender.id)
-        await sync_to_async(AuditEntry.record)(
+        AuditEntry.record(
             message.sender.actor,
             "access.refused",
             object_type="telegram_user",
             object_id=str(message.sender.id),
             detail="message ignored: not an active recipient",
         )
-        await channel_pairing.offer(context, message)  # a code to pair with, under the pairing policy only
+        return Intake(None, pairing_code=channel_pairing.code_to_offer(message))
+    if message.command in COMMANDS:
+        return Intake(recipient)
+    # First for the channel: a Claude Code session is waiting on it, the response file's reader is not.
+    share = channel.addressed(message, heard, bot_username)
+    if share is not None and not message.files:
+        channel.keep(message, share)
+        share = None
+    return Intake(recipient, response=_response(message), files_for_channel=share)
+
+
+async def handle_message(context: Context, message: IncomingMessage, taken: Intake) -> None:
+    """Act on ``message`` once `intake` has taken it in (``taken``): answer, run a command, or pass it on."""
+    recipient = taken.recipient
+    if recipient is None:
+        # No answer, which would tell a stranger the bot is alive; a code under the pairing policy only.
+        logger.warning("ignored a message from telegram user %s: not an active recipient", message.sender.id)
+        if taken.pairing_code:
+            await channel_pairing.offer(context, message, taken.pairing_code)
         return
     command = message.command
     if command in COMMANDS:
         await COMMANDS[command](context, message, recipient)
         return
-    # First for the channel: a Claude Code session is waiting on it, the response file's reader is not.
-    await channel.receive(context, message)
-    await context.writer.submit(await sync_to_async(_response)(message))
+    if taken.files_for_channel is not None:
+        await channel.keep_with_files(context, message, taken.files_for_channel)
+    if taken.response is not None:
+        await context.writer.submit(taken.response)
     if context.settings.mode == Mode.NOMAD:
         await _reply(context, message, await sync_to_async(menu)(context.settings.timezone))
         return
@@ -106,10 +146,6 @@ def _response(message: IncomingMessage) -> Response:
         original_message_id=message.reply_to_message_id,
         update_id=message.update_id,
     )
-
-
-def _recipient(user_id: int) -> Recipient | None:
-    return Recipient.objects.filter(chat_id=user_id, active=True).first()
 
 
 async def _reply(context: Context, message: IncomingMessage, text: str) -> None:
