@@ -591,6 +591,30 @@ async def test_each_session_opens_a_topic_and_hears_what_is_written_there(world,
     assert (answer["text"], answer["message_thread_id"]) == ("restarted", api_topic)
 
 
+async def test_files_and_the_typing_indicator_go_into_the_sessions_topic(world, forum, tmp_path):
+    image, log = tmp_path / "chart.png", tmp_path / "build.log"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    log.write_text("ok\n")
+    async with attached("api") as api:
+        topic = await topic_of("api")
+        world.say(FORUM, "show me the chart", user=person(ALICE, "alice"), message_thread_id=topic)
+        await world.poll()
+        await api.expect(1)
+        result = await api.session.call_tool(
+            "reply", {"chat_id": FORUM, "text": "here", "files": [str(image), str(log)]}
+        )
+        assert not result.is_error, result
+        for _ in range(500):  # the indicator is sent beside the notification, not before it
+            if world.calls("sendChatAction"):
+                break
+            await asyncio.sleep(0.01)
+    sent = [record["message"] for record in world.sent(FORUM)[-3:]]
+    assert ["text" in sent[0], "photo" in sent[1], "document" in sent[2]] == [True, True, True]
+    assert [message.get("message_thread_id") for message in sent] == [topic, topic, topic]
+    (typing,) = world.calls("sendChatAction")
+    assert (int(typing["params"]["chat_id"]), int(typing["params"]["message_thread_id"])) == (FORUM, topic)
+
+
 async def test_a_session_that_attaches_again_takes_its_topic_back(world, forum):
     async with attached("api"):
         topic = await topic_of("api")

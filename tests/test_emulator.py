@@ -714,6 +714,24 @@ async def test_uploaded_files_are_stored_and_downloadable(emulator_bot: Bot) -> 
         await emulator_bot.get_file("nope")
 
 
+async def test_files_and_chat_actions_go_into_a_forum_topic(
+    emulator: EmulatorServer, emulator_bot: Bot
+) -> None:
+    forum = -1001234567
+    topic = await emulator_bot.create_forum_topic(forum, "api")
+    thread = topic.message_thread_id
+    photo = await emulator_bot.send_photo(forum, b"\x89PNG fake", message_thread_id=thread)
+    document = await emulator_bot.send_document(
+        forum, b"log\n", filename="build.log", message_thread_id=thread
+    )
+    assert await emulator_bot.send_chat_action(forum, "typing", message_thread_id=thread)
+
+    assert (photo.message_thread_id, photo.is_topic_message) == (thread, True)
+    assert (document.message_thread_id, document.is_topic_message) == (thread, True)
+    (action,) = emulator.state.call_log("sendChatAction")
+    assert int(action["params"]["message_thread_id"]) == thread
+
+
 async def test_injected_photo_reaches_the_bot(emulator_bot: Bot, control: httpx.AsyncClient) -> None:
     await control.post(
         "/message",

@@ -166,7 +166,7 @@ class ChannelLink:
             chats.add(message.chat_id)
         if self.outgoing is not None:
             for chat_id in chats:
-                task = asyncio.create_task(self.outgoing.typing(chat_id))
+                task = asyncio.create_task(self.outgoing.typing(chat_id, self.topic_for(chat_id)))
                 self._side_tasks.add(task)
                 task.add_done_callback(self._side_tasks.discard)
         return delivered

@@ -113,8 +113,8 @@ class Outgoing:
         files: list[str] | None = None,
         thread_id: int | None = None,
     ) -> Sent:
-        """Send ``text`` (plain, split into as many messages as it needs; in forum topic ``thread_id`` if given)
-        then each file: images as photos, anything else as a document. Raises OutgoingError for bad files,
+        """Send ``text`` (plain, split into as many messages as it needs) then each file: images as photos,
+        anything else as a document; all of it in forum topic ``thread_id`` if given. Raises OutgoingError for bad files,
         TransportError when Telegram refuses."""
         paths = check_files(files or [])
         sent: list[int] = []
@@ -135,7 +135,9 @@ class Outgoing:
             photo = path.suffix.lower() in PHOTO_SUFFIXES and path.stat().st_size <= MAX_PHOTO_BYTES
             message = await self._call(
                 chat_id,
-                lambda t, path=path, photo=photo: (t.send_photo if photo else t.send_document)(chat_id, path),
+                lambda t, path=path, photo=photo: (t.send_photo if photo else t.send_document)(
+                    chat_id, path, thread_id=thread_id
+                ),
             )
             sent.append(message.message_id)
         return Sent(sent)
@@ -156,11 +158,12 @@ class Outgoing:
         """A new forum topic in ``chat_id``; its message_thread_id. Raises TransportError when refused."""
         return await self._call(chat_id, lambda t: t.create_forum_topic(chat_id, name))
 
-    async def typing(self, chat_id: int) -> None:
-        """Show "typing..." in the chat (best effort: an indicator is never worth an error)."""
+    async def typing(self, chat_id: int, thread_id: int | None = None) -> None:
+        """Show "typing..." in the chat, or in its forum topic ``thread_id`` (best effort: an indicator is never
+        worth an error)."""
         try:
             transport = await self._ready()
-            await transport.send_chat_action(chat_id, "typing")
+            await transport.send_chat_action(chat_id, "typing", thread_id=thread_id)
         except Exception as error:
             logger.debug("no typing indicator in chat %s: %s", chat_id, error)
 

@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import logging
 import warnings
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -315,8 +315,13 @@ class TelegramTransport:
             self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert), chat_id=None
         )
 
-    async def send_chat_action(self, chat_id: int, action: str = "typing") -> None:
-        await self._call(self.bot.send_chat_action(chat_id, action), chat_id=chat_id)
+    async def send_chat_action(
+        self, chat_id: int, action: str = "typing", *, thread_id: int | None = None
+    ) -> None:
+        """Show ``action`` ("typing"...) in the chat, or in its forum topic ``thread_id``."""
+        await self._call(
+            self.bot.send_chat_action(chat_id, action, message_thread_id=thread_id), chat_id=chat_id
+        )
 
     async def set_reaction(self, chat_id: int, message_id: int, emoji: str | None) -> None:
         """React to a message with one emoji (None clears the bot's reaction)."""
@@ -329,25 +334,52 @@ class TelegramTransport:
         return topic.message_thread_id
 
     async def send_document(
-        self, chat_id: int, path: str | Path, caption: str | None = None, *, parse_mode: str | None = None
+        self,
+        chat_id: int,
+        path: str | Path,
+        caption: str | None = None,
+        *,
+        parse_mode: str | None = None,
+        thread_id: int | None = None,
     ) -> SentMessage:
-        """Upload a local file as a document. Raises TransportError(permanent, "file_error") if unreadable."""
-        path = Path(path)
-        data = await self._read(path)
-        message = await self._call(
-            self.bot.send_document(chat_id, data, filename=path.name, caption=caption, parse_mode=parse_mode),
-            chat_id=chat_id,
-        )
-        return SentMessage(message.message_id, message.chat_id, message.date)
+        """Upload a local file as a document (into forum topic ``thread_id`` if given). Raises
+        TransportError(permanent, "file_error") if unreadable."""
+        return await self._upload(self.bot.send_document, chat_id, path, caption, parse_mode, thread_id)
 
     async def send_photo(
-        self, chat_id: int, path: str | Path, caption: str | None = None, *, parse_mode: str | None = None
+        self,
+        chat_id: int,
+        path: str | Path,
+        caption: str | None = None,
+        *,
+        parse_mode: str | None = None,
+        thread_id: int | None = None,
     ) -> SentMessage:
-        """Upload a local image as a photo. Raises TransportError(permanent, "file_error") if unreadable."""
+        """Upload a local image as a photo (into forum topic ``thread_id`` if given). Raises
+        TransportError(permanent, "file_error") if unreadable."""
+        return await self._upload(self.bot.send_photo, chat_id, path, caption, parse_mode, thread_id)
+
+    async def _upload(
+        self,
+        method: Callable[..., Awaitable[telegram.Message]],
+        chat_id: int,
+        path: str | Path,
+        caption: str | None,
+        parse_mode: str | None,
+        thread_id: int | None,
+    ) -> SentMessage:
+        """Read ``path`` off the event loop and send it with ``method`` (the Bot's send_photo / send_document)."""
         path = Path(path)
         data = await self._read(path)
         message = await self._call(
-            self.bot.send_photo(chat_id, data, filename=path.name, caption=caption, parse_mode=parse_mode),
+            method(
+                chat_id,
+                data,
+                filename=path.name,
+                caption=caption,
+                parse_mode=parse_mode,
+                message_thread_id=thread_id,
+            ),
             chat_id=chat_id,
         )
         return SentMessage(message.message_id, message.chat_id, message.date)
