@@ -196,6 +196,30 @@ async def serve(build_server: Callable[[], CCTelegramServer]) -> None:
         await FrontEnd(build_server, writer).serve(reader)
 
 
+def main() -> bool:
+    """``manage.py mcp_server`` with no options, as agents start it: serve stdio with ``initialize`` answered
+    before Django is even set up (~0.2 s of imports, which then load while the client reads the answer).
+    Returns False, having done nothing, when stdin and stdout are not pipes: the command then runs as usual."""
+    from bridge.mcp import stdio
+
+    if not stdio.on_pipes():
+        return False
+    asyncio.run(serve(_set_up_and_build))
+    return True
+
+
+def _set_up_and_build() -> CCTelegramServer:
+    import django
+
+    from bridge.mcp.stdio import logs_to_stderr
+
+    django.setup()
+    logs_to_stderr()
+    from bridge.mcp.server import build_server
+
+    return build_server()
+
+
 def _one_malloc_arena() -> None:
     """Let the database thread allocate from the main thread's malloc arena instead of one of its own (glibc;
     elsewhere nothing to do): ~1 MB less RSS in a process started for every agent session, for a malloc lock

@@ -13,8 +13,10 @@ regular file), and the caller falls back to the SDK's own streams.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -86,3 +88,13 @@ async def pipes() -> AsyncIterator[tuple[LineReader, LineWriter]]:
         for fd, original in zip((0, 1), saved, strict=True):
             os.dup2(original, fd)
             os.close(original)
+
+
+def logs_to_stderr() -> None:
+    """Point any log handler writing to stdout at stderr, whatever LOGGING says: a line logged before the
+    transport takes over the descriptors (while the server is built) would otherwise open the JSON-RPC stream."""
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # placeholders have none
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)

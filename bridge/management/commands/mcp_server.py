@@ -1,15 +1,12 @@
 """`manage.py mcp_server`: the MCP server agents talk to, on stdio (the default) or streamable HTTP.
 
 On stdio, stdout carries JSON-RPC and nothing else: logging goes to stderr (bridge.mcp.settings says so, and
-`_logs_to_stderr` makes sure of it whatever the settings), and while it serves, file descriptor 1 points at
+`bridge.mcp.stdio.logs_to_stderr` makes sure of it whatever the settings), and while it serves, file descriptor 1 points at
 stderr (bridge.mcp.stdio), so even a stray print or a child's output cannot corrupt the stream. The process is
 lean when started with DJANGO_SETTINGS_MODULE=bridge.mcp.settings (only the bridge app is loaded).
 """
 
 from __future__ import annotations
-
-import logging
-import sys
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -38,7 +35,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, transport: str, host: str, port: int, **options):
-        _logs_to_stderr()
+        from bridge.mcp.stdio import logs_to_stderr
+
+        logs_to_stderr()
         if options.get("channel"):
             if transport != "stdio":
                 raise CommandError(
@@ -80,13 +79,3 @@ def _build_server():
     from bridge.mcp.server import build_server
 
     return build_server()
-
-
-def _logs_to_stderr() -> None:
-    """Point any log handler writing to stdout at stderr, whatever LOGGING says: a line logged before the
-    transport takes over the descriptors (while the server is built) would otherwise open the JSON-RPC stream."""
-    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", ()):  # placeholders have none
-            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
-                handler.setStream(sys.stderr)
