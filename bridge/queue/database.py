@@ -120,7 +120,7 @@ class DatabaseQueue(DurableQueue):
             try:
                 with transaction.atomic(using=self.using):
                     entries = insert_rows()
-                    return entries, self._enqueue(entries)
+                    return entries, self._enqueue(entries, fresh=True)
             except IntegrityError:
                 return None  # an event exists: not a storage failure, the caller's duplicate path
 
@@ -255,15 +255,19 @@ class DatabaseQueue(DurableQueue):
         self._pool.shutdown(wait=True)
 
     # --- work done on a database thread -------------------------------------------------------------------------
-    def _enqueue(self, entries: list[NewEntry]) -> list[str | None]:
+    def _enqueue(self, entries: list[NewEntry], *, fresh: bool = False) -> list[str | None]:
+        """``fresh``: the events' rows were inserted in this transaction, so no entry can point to them yet and
+        the look-up for queued ones is skipped (a quarter of the time of a one-event batch)."""
         now = timezone.now()
         # No savepoint inside enqueue_new_events' transaction: a failure here fails it whole anyway.
         with transaction.atomic(using=self.using, savepoint=False):
-            queued_events = set(
-                self._entries()
-                .filter(event_id__in={e.event_pk for e in entries})
-                .values_list("event_id", flat=True)
-            )
+            queued_events: set[int] = set()
+            if not fresh:
+                queued_events.update(
+                    self._entries()
+                    .filter(event_id__in={e.event_pk for e in entries})
+                    .values_list("event_id", flat=True)
+                )
             rows: list[QueueEntry] = []
             positions: list[int] = []
             seen: set[str] = set()
