@@ -10,8 +10,7 @@ are k6-style thresholds chosen here (issue 8 names the figures, not their bounds
 
 Metrics overhead: the same flood drained by a bridge process (``run_bridge --no-send``) with metrics on and with
 CC_TELEGRAM_METRICS=off, alternated (on-off, off-on, ...) to spread the machine's noise and the order evenly
-(target: at most 5 % slower with them on); beside it, the bridge's CPU time per event with them on and off, which a
-busy machine disturbs far less.
+(target: at most 5 % slower with them on).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import sys
 import time
 
 import httpx
-import psutil
 
 from bridge.bench import stats
 from bridge.bench.feeder import Feeder
@@ -189,34 +187,25 @@ def _stored() -> int:
     return Event.objects.count()
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-def drain_rate(ctx, tag: str, count: int, env: dict[str, str]) -> tuple[float, float]:
-    """Events/s a bridge process (ingest only) drains from a flood of ``count`` files, with ``env``, and the CPU
-    time it spent per event stored (ms)."""
+def drain_rate(ctx, tag: str, count: int, env: dict[str, str]) -> float:
+    """Events/s a bridge process (ingest only) drains from a flood of ``count`` files, with ``env``."""
     events_dir = ctx.folder(f"{tag}/events")
     feeder = Feeder(ctx.workdir, events_dir, tag, count)
     try:
         feeder.wait_ready()
-        with bridge_process(events_dir=events_dir, send=False, env=env) as process:
-            bridge = psutil.Process(process.pid)
+        with bridge_process(events_dir=events_dir, send=False, env=env):
             time.sleep(0.5)
             before = _stored()
-            cpu_before = _cpu_seconds(bridge)
             feeder.go()
             started = time.monotonic()
             while _stored() - before < count and time.monotonic() - started < 60 + count / 100:
                 time.sleep(0.02)
             elapsed = time.monotonic() - started
-            cpu = _cpu_seconds(bridge) - cpu_before
             stored = _stored() - before
             asyncio.run(feeder.finished(timeout=30))
     finally:
         feeder.close()
-    return (stored / elapsed if elapsed else 0.0), (1000 * cpu / stored if stored else 0.0)
+    return stored / elapsed if elapsed else 0.0
 
 
 def run(ctx) -> None:
@@ -280,7 +269,6 @@ def run(ctx) -> None:
     rounds = 1 if ctx.quick else 4
     count = ctx.count(4000, 800)
     rates: dict[str, list[float]] = {"on": [], "off": []}
-    cpus: dict[str, list[float]] = {"on": [], "off": []}
     for round_ in range(rounds):
         # Whichever drain runs second in a round runs against a larger database and after the first one's
         # shutdown: the order alternates (on-off, off-on, ...) so that handicap falls on both sides equally.
@@ -288,12 +276,10 @@ def run(ctx) -> None:
             ctx.progress.step(
                 f"metrics overhead, round {round_ + 1} of {rounds}: {count:,} files, metrics {mode}"
             )
-            rate, cpu = drain_rate(ctx, f"m{mode}{round_}", count, {"CC_TELEGRAM_METRICS": mode})
-            rates[mode].append(rate)
-            cpus[mode].append(cpu)
-    on, off, cpu_on, cpu_off = rates["on"], rates["off"], cpus["on"], cpus["off"]
+            rates[mode].append(drain_rate(ctx, f"m{mode}{round_}", count, {"CC_TELEGRAM_METRICS": mode}))
+    on, off = rates["on"], rates["off"]
     best_on, best_off = max(on), max(off)
-    result.series["metrics_overhead"] = {"on": on, "off": off, "cpu_ms_on": cpu_on, "cpu_ms_off": cpu_off}
+    result.series["metrics_overhead"] = {"on": on, "off": off}
     result.add(
         "ingest with metrics on (best of rounds)",
         best_on,
@@ -307,19 +293,4 @@ def run(ctx) -> None:
         100 * (best_off - best_on) / best_off if best_off else None,
         "%",
         target=Target("<=", 5),
-    )
-    # The same cost seen from the bridge's CPU time per event: time spent waiting for a core shared with other work
-    # does not count, so this figure holds steady where events/s on a busy machine swings by tens of percent.
-    least_on, least_off = min(cpu_on), min(cpu_off)
-    result.add(
-        "bridge CPU per event, metrics on (least of rounds)",
-        least_on,
-        "ms",
-        baseline=least_off,
-        baseline_label="metrics off",
-    )
-    result.add(
-        "metrics overhead on ingest, CPU per event",
-        100 * (least_on - least_off) / least_off if least_off else None,
-        "%",
     )
