@@ -178,6 +178,24 @@ async def test_send_telegram_event_is_durable_when_the_tool_returns(client):
     assert [e.event_id for e in await queued_events()] == [body["event_id"]]
 
 
+async def test_sends_are_followed_by_a_wal_checkpoint_off_their_path(folders):
+    """On SQLite a thread of the server's checkpoints the write-ahead log after sends, so that no send pays for
+    SQLite's own checkpoint inside its commit; PostgreSQL has nothing to checkpoint."""
+    server = build_server()
+    async with connected(server) as c:
+        is_error, _ = await call(c, "send_telegram_message", message="checkpoint me")
+        assert not is_error
+        checkpointer = server.running_services.checkpointer
+        if django_settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+            deadline = time.monotonic() + TIMEOUT
+            while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert checkpointer.checkpoints >= 1
+        else:
+            assert checkpointer is None
+    assert server.running_services is None  # and the thread stopped with the server
+
+
 async def test_an_mcp_event_and_a_file_event_are_the_same_downstream(client):
     path = FIXTURES / "approval_request.json"
     sample = json.loads(path.read_text())

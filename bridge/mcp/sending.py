@@ -19,7 +19,7 @@ from bridge.mcp.results import ToolProblem, from_rejected_event
 from bridge.queue import QueueError
 
 if TYPE_CHECKING:
-    from bridge.ingest.store import EventStore
+    from bridge.mcp.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ APPROVAL_TIMEOUT_MINUTES = 30
 
 
 async def queue_event(
-    store: EventStore, fields: dict[str, Any], what: str, renamed: dict[str, str] | None = None
+    services: Services, fields: dict[str, Any], what: str, renamed: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Store and queue one event; the original's {success, event_id, message} result.
 
@@ -37,7 +37,7 @@ async def queue_event(
     has another name than the event field), or storage_unavailable when the database or queue failed.
     """
     try:
-        event, stored = await submit(store, fields, origin="mcp")
+        event, stored = await submit(services.store(), fields, origin="mcp")
     except RejectedEvent as exc:
         logger.info("refused a %s event: %s", fields.get("type"), exc.reason)
         raise from_rejected_event(exc, renamed) from None
@@ -48,6 +48,7 @@ async def queue_event(
             code="storage_unavailable",
             retry_after=1.0,
         ) from None
+    services.stored()
     logger.debug("queued %s %s%s", event.type, event.event_id, " (duplicate)" if stored.duplicate else "")
     return {
         "success": True,

@@ -107,7 +107,9 @@ class CCTelegramServer(MCPServer):
 
     async def run_stdio_async(self) -> None:
         """Serve on stdin and stdout as the SDK does, but on asyncio pipes when they are pipes (bridge.mcp.stdio):
-        measured under load, p50 1.5 ms instead of 1.8-4.8 ms for a cheap tool over stdio."""
+        measured under load, p50 1.5 ms instead of 1.8-4.8 ms for a cheap tool over stdio. The channel mode
+        (bridge.channel) and a server on a terminal run this; the plain stdio server runs bridge.mcp.frontend,
+        which answers initialize from bridge.mcp.handshake (a channel announces other capabilities)."""
         from mcp.server.stdio import stdio_server
 
         from bridge.mcp import stdio

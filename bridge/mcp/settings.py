@@ -32,6 +32,12 @@ LOGGING = {
 
 # SQLite keeps a 2 MB page cache per connection by default; this process appends events (a few pages of each
 # index) and reads little, so a small cache serves it as well and keeps it lean (the OS caches the file anyway).
+# Its write-ahead log is checkpointed by a thread of its own shortly after sends (bridge.mcp.services); SQLite's
+# own checkpoint, run inside the commit that takes the log past the threshold, stalls that send 20-100 ms. At
+# 1,000 pages (the default), a burst of sends reaches it before the thread's next round (about 16 pages a send);
+# at 10,000 it is the safety net for when that thread cannot keep up.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     _options = DATABASES["default"].setdefault("OPTIONS", {})  # noqa: F405
-    _options["init_command"] = _options.get("init_command", "") + " PRAGMA cache_size=-256;"
+    _options["init_command"] = (
+        _options.get("init_command", "") + " PRAGMA cache_size=-256; PRAGMA wal_autocheckpoint=10000;"
+    )

@@ -63,7 +63,7 @@ async def send_telegram_event(
     from bridge.mcp import sending
 
     fields = sending.event_fields(type, title, description, task_id, source, data)
-    return await sending.queue_event(services(ctx).store(), fields, "Event")
+    return await sending.queue_event(services(ctx), fields, "Event")
 
 
 async def send_telegram_message(ctx: Context, message: MessageText, source: Source = "claude-code") -> Result:
@@ -71,7 +71,7 @@ async def send_telegram_message(ctx: Context, message: MessageText, source: Sour
     from bridge.mcp import sending
 
     fields = sending.message_fields(message, source)
-    return await sending.queue_event(services(ctx).store(), fields, "Message", {"description": "message"})
+    return await sending.queue_event(services(ctx), fields, "Message", {"description": "message"})
 
 
 async def send_task_completion(
@@ -86,7 +86,7 @@ async def send_task_completion(
     from bridge.mcp import sending
 
     fields = sending.task_completion_fields(task_id, title, results, files_affected, duration_ms)
-    return await sending.queue_event(services(ctx).store(), fields, "Task completion")
+    return await sending.queue_event(services(ctx), fields, "Task completion")
 
 
 async def send_performance_alert(
@@ -96,7 +96,7 @@ async def send_performance_alert(
     from bridge.mcp import sending
 
     fields = sending.performance_alert_fields(title, current_value, threshold, severity)
-    return await sending.queue_event(services(ctx).store(), fields, "Performance alert")
+    return await sending.queue_event(services(ctx), fields, "Performance alert")
 
 
 async def send_approval_request(
@@ -111,7 +111,7 @@ async def send_approval_request(
     from bridge.mcp import sending
 
     fields = sending.approval_fields(title, description, options, task_id)
-    return await sending.queue_event(services(ctx).store(), fields, "Approval request")
+    return await sending.queue_event(services(ctx), fields, "Approval request")
 
 
 async def wait_for_approval(
