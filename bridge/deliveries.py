@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -56,8 +56,10 @@ def load_targets() -> list[Target]:
     ]
 
 
-def prepare(event_pk: int, routed: list[tuple[Target, bool]]) -> list[Pending]:
-    """Create the event's deliveries (once: later calls find them) and return those still to be sent."""
+def prepare(routed_by_event: dict[int, list[tuple[Target, bool]]]) -> dict[int, list[Pending]]:
+    """Create the deliveries of a batch of events (once: later calls find them) and return, per event, those
+    still to be sent. One transaction and two statements whatever the batch size: under load the sender claims
+    tens of events at a time, and a round trip to the database thread per event was its slowest step."""
     with transaction.atomic():
         Delivery.objects.bulk_create(
             [
@@ -66,55 +68,79 @@ def prepare(event_pk: int, routed: list[tuple[Target, bool]]) -> list[Pending]:
                     recipient_id=target.pk,
                     status=Delivery.Status.SUPPRESSED if suppressed else Delivery.Status.QUEUED,
                 )
+                for event_pk, routed in routed_by_event.items()
                 for target, suppressed in routed
             ],
             ignore_conflicts=True,
         )
         rows = (
-            Delivery.objects.filter(event_id=event_pk)
+            Delivery.objects.filter(event_id__in=list(routed_by_event))
             .exclude(status__in=TERMINAL)
-            .values_list("pk", "recipient__chat_id", "recipient_id", "attempts")
+            .order_by("event_id", "pk")
+            .values_list("event_id", "pk", "recipient__chat_id", "recipient_id", "attempts")
         )
-        return [Pending(pk, chat_id, recipient_pk, attempts) for pk, chat_id, recipient_pk, attempts in rows]
+        pending: dict[int, list[Pending]] = {event_pk: [] for event_pk in routed_by_event}
+        for event_pk, pk, chat_id, recipient_pk, attempts in rows:
+            pending[event_pk].append(Pending(pk, chat_id, recipient_pk, attempts))
+        return pending
 
 
 def record(outcomes: Iterable[Outcome]) -> None:
-    """Write a batch of outcomes in one transaction."""
+    """Write a batch of outcomes in one transaction: one prepared UPDATE per kind of outcome, run for every row
+    (an ORM update per row costs ~0.2 ms of query building, on the thread every database call queues behind)."""
     now = timezone.now()
-    with transaction.atomic():
-        for o in outcomes:
-            fields = {
-                "status": o.status,
-                "attempts": o.attempts,
-                "last_error": o.error[:2000],
-                "updated_at": now,
-            }
-            if o.message_ids:
-                fields["message_ids"] = list(o.message_ids)
-            if o.status in (Delivery.Status.SENT, Delivery.Status.DIGESTED):
-                fields["sent_at"] = now
-                fields["latency_ms"] = o.latency_ms
-            Delivery.objects.filter(pk=o.delivery_pk).update(**fields)
+    groups: dict[tuple[str, ...], list[tuple[list, int]]] = {}
+    for o in outcomes:
+        values = {"status": o.status, "attempts": o.attempts, "last_error": o.error[:2000], "updated_at": now}
+        if o.message_ids:
+            values["message_ids"] = list(o.message_ids)
+        if o.status in (Delivery.Status.SENT, Delivery.Status.DIGESTED):
+            values["sent_at"] = now
+            values["latency_ms"] = o.latency_ms
+        groups.setdefault(tuple(values), []).append((list(values.values()), o.delivery_pk))
+    if not groups:
+        return
+    connection = connections[router.db_for_write(Delivery)]
+    quote = connection.ops.quote_name
+    with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
+        for names, rows in groups.items():
+            fields = [Delivery._meta.get_field(name) for name in names]
+            assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+            cursor.executemany(
+                f"UPDATE {quote(Delivery._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s",
+                [
+                    [*(f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)), pk]
+                    for values, pk in rows
+                ],
+            )
 
 
 def finish_events(event_pks: Iterable[int]) -> None:
-    """Mark events done once none of their deliveries is still open; failed when any went dead."""
+    """Mark events done once none of their deliveries is still open; failed when any went dead.
+
+    One statement written out (the ORM spends ~2 ms building this one, every round of the sender's books)."""
     pks = list(event_pks)
     if not pks:
         return
-    open_pks = set(
-        Delivery.objects.filter(event_id__in=pks)
-        .exclude(status__in=TERMINAL)
-        .values_list("event_id", flat=True)
-    )
-    dead_pks = set(
-        Delivery.objects.filter(event_id__in=pks, status=Delivery.Status.DEAD).values_list(
-            "event_id", flat=True
+    connection = connections[router.db_for_write(Event)]
+    q = connection.ops.quote_name
+    event, delivery = q(Event._meta.db_table), q(Delivery._meta.db_table)
+    of_event = f"SELECT 1 FROM {delivery} d WHERE d.{q('event_id')} = {event}.{q('id')} AND d.{q('status')}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {event} SET {q('status')} = CASE WHEN EXISTS ({of_event} = %s) THEN %s ELSE %s END "
+            f"WHERE {q('id')} IN ({', '.join(['%s'] * len(pks))}) "
+            f"AND NOT EXISTS ({of_event} NOT IN ({', '.join(['%s'] * len(TERMINAL))}))",
+            [Delivery.Status.DEAD, Event.Status.FAILED, Event.Status.DONE, *pks, *TERMINAL],
         )
-    )
-    closed = [pk for pk in pks if pk not in open_pks]
-    Event.objects.filter(pk__in=[pk for pk in closed if pk in dead_pks]).update(status=Event.Status.FAILED)
-    Event.objects.filter(pk__in=[pk for pk in closed if pk not in dead_pks]).update(status=Event.Status.DONE)
+
+
+def settle(outcomes: list[Outcome], finished_event_pks: list[int]) -> None:
+    """One round of bookkeeping after sends: record the outcomes, then close the events they complete, in one
+    transaction (the queue acks those events only after this returned; see DurableQueue.ack's ``after``)."""
+    with transaction.atomic(savepoint=False):  # inside the queue's ack transaction, a savepoint buys nothing
+        record(outcomes)
+        finish_events(finished_event_pks)
 
 
 def follow_migration(recipient_pk: int, new_chat_id: int) -> None:

@@ -132,25 +132,45 @@ class DatabaseQueue(DurableQueue):
         return result
 
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
+        claimed, _ = await self.claim_then(consumer, count, None, block_ms=block_ms)
+        return claimed
+
+    async def claim_then(
+        self, consumer: str, count: int, then: Callable[[list[Claimed]], T] | None, *, block_ms: int = 0
+    ) -> tuple[list[Claimed], T | None]:
         if count <= 0:
-            return []
+            return [], None
+
+        def claim_and_then() -> tuple[list[Claimed], T | None]:
+            claimed = self._claim(consumer, count)
+            return claimed, (then(claimed) if claimed and then is not None else None)
+
         deadline = time.monotonic() + block_ms / 1000
         while True:
             # Listen before looking, so that an enqueue between the query and the wait is not missed.
             waiter = _doorbell.listen()
             try:
-                claimed = await self._run(self._claim, consumer, count)
+                claimed, result = await self._run(claim_and_then)
                 remaining = deadline - time.monotonic()
                 if claimed or remaining <= 0:
-                    return claimed
+                    return claimed, result
                 await asyncio.wait([waiter[1]], timeout=min(self.poll_interval, remaining))
             finally:
                 _doorbell.forget(waiter)
 
-    async def ack(self, items: Iterable[Claimed]) -> None:
+    async def ack(self, items: Iterable[Claimed], *, after: Callable[[], object] | None = None) -> None:
         pks = [int(item.entry_id) for item in items]
-        if pks:
-            await self._run(lambda: self._entries().filter(pk__in=pks).delete())
+        if not pks and after is None:
+            return
+
+        def settle() -> None:
+            with transaction.atomic(using=self.using):
+                if after is not None:
+                    after()
+                if pks:
+                    self._entries().filter(pk__in=pks).delete()
+
+        await self._run(settle)
 
     async def retry_later(self, item: Claimed, delay_s: float, error: str) -> bool:
         def release() -> int:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
@@ -158,10 +159,12 @@ class RedisStreamsQueue(DurableQueue):
             with _redis_errors():
                 await self.redis.xread(streams, count=1, block=max(1, int(wait_ms)))
 
-    async def ack(self, items: Iterable[Claimed]) -> None:
+    async def ack(self, items: Iterable[Claimed], *, after: Callable[[], object] | None = None) -> None:
         by_lane: dict[int, list[str]] = defaultdict(list)
         for item in items:
             by_lane[item.lane].append(item.entry_id)
+        if after is not None:
+            await sync_to_async(after)()
         if not by_lane:
             return
         with _redis_errors():

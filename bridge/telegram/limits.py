@@ -32,6 +32,10 @@ ADAPTIVE_FLOOR = 0.1
 # After a 429 the rate comes back by this share of the configured rate per minute without a new 429,
 # so a halved chat is back at full speed five minutes later.
 ADAPTIVE_RECOVERY_PER_MINUTE = 0.1
+# The safety margin never widens a window by more than this share of it, so it never costs more than a third of
+# the configured rate: at rates far above Telegram's (an operator turning the limits off, 100/s per chat) a fixed
+# 50 ms margin would itself become the limit (17/s), and there is no Telegram limit left for it to protect.
+MARGIN_MAX_SHARE = 0.5
 # Idle buckets of the local limiter are dropped at most this often (seconds), so memory follows live chats.
 _SWEEP_INTERVAL = 60.0
 
@@ -46,7 +50,8 @@ class RateLimits:
     `margin_seconds` widens every window: two sends reserved exactly one window apart can reach Telegram
     closer together (sends queued behind a burst, network and event-loop jitter) and would then count in one
     window. Measured against the emulator on loopback, a burst compressed gaps by up to 26 ms; the default
-    absorbs 50 ms, at a cost of about 5% of the per-chat and global rates (0.1% of the per-group one).
+    absorbs 50 ms, at a cost of about 5% of the per-chat and global rates (0.1% of the per-group one). A window
+    is widened by at most MARGIN_MAX_SHARE of itself (short windows are far above Telegram's limits).
     """
 
     global_per_second: float = 30.0
@@ -90,7 +95,7 @@ class _Bucket:
 
     def window(self, factor: float, margin: float) -> float:
         """Seconds in which at most `burst` sends fit, at `factor` times the configured rate."""
-        return self.burst / (self.rate * factor) + margin
+        return self.burst / (self.rate * factor) + min(margin, MARGIN_MAX_SHARE * self.burst / self.rate)
 
 
 @dataclass
@@ -288,9 +293,15 @@ _ACQUIRE_LUA = """
 local g_log, g_pen, g_fac, c_log, c_pen, c_fac, seq_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local adaptive = tonumber(ARGV[1]) == 1
 local margin = tonumber(ARGV[2])
-local floor_, recovery = tonumber(ARGV[3]), tonumber(ARGV[4])
+local floor_, recovery, share = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+
+-- microseconds in which `burst` sends fit at `rate` times f, plus the margin (at most `share` of the window)
+local function window(rate, burst, f)
+  local interval = burst / rate * 1000000
+  return interval / f + math.min(margin, share * interval)
+end
 
 local function factor(key)
   if not adaptive then return 1 end
@@ -305,11 +316,11 @@ end
 
 -- checks: {log index, window, burst}; logs: sorted arrays of reserved times
 local gf, cf = factor(g_fac), factor(c_fac)
-local checks = {{1, tonumber(ARGV[6]) / (tonumber(ARGV[5]) * gf) * 1000000 + margin, tonumber(ARGV[6])}}
+local checks = {{1, window(tonumber(ARGV[6]), tonumber(ARGV[7]), gf), tonumber(ARGV[7])}}
 local keep = {checks[1][2], 0}
-local i = 7
+local i = 8
 while ARGV[i] do
-  local w = tonumber(ARGV[i + 1]) / (tonumber(ARGV[i]) * cf) * 1000000 + margin
+  local w = window(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), cf)
   table.insert(checks, {2, w, tonumber(ARGV[i + 1])})
   if w > keep[2] then keep[2] = w end
   i = i + 2
@@ -435,6 +446,7 @@ class RedisRateLimiter(RateLimiter):
             limits.margin_seconds * 1e6,
             ADAPTIVE_FLOOR,
             ADAPTIVE_RECOVERY_PER_MINUTE / 60e6,
+            MARGIN_MAX_SHARE,
             glob.rate,
             glob.burst,
         ]
@@ -496,6 +508,7 @@ class RedisRateLimiter(RateLimiter):
 __all__ = [
     "ADAPTIVE_FLOOR",
     "ADAPTIVE_RECOVERY_PER_MINUTE",
+    "MARGIN_MAX_SHARE",
     "LimiterStats",
     "LocalRateLimiter",
     "RateLimiter",
