@@ -80,12 +80,11 @@ class UpdateHandler:
 def _prepare(
     updates: Sequence[Inbound], bot_username: str
 ) -> tuple[BridgeSettings, list[tuple[Inbound, Intake | None]]]:
-    """One trip to the database for the whole batch: the settings, the updates not handled before, and each
-    message's intake (its sender looked up, a refusal audited, a text kept for the channel sessions): a message
-    reaches a waiting session without another hop to the database thread. A message whose intake fails for
-    another reason than the database is logged and skipped."""
+    """One trip to the database for the whole batch: the updates not handled before, each message's intake (its
+    sender looked up, a refusal audited, a text kept for the channel sessions), then the settings: a message
+    reaches a waiting session without another hop to the database thread, nor a wait for what only the answers
+    after it need. A message whose intake fails for another reason than the database is logged and skipped."""
     fresh: list[tuple[Inbound, Intake | None]] = []
-    settings = BridgeSettings.load()
     for update in _unseen(updates):
         if isinstance(update, ButtonPress):
             fresh.append((update, None))
@@ -96,7 +95,7 @@ def _prepare(
             raise
         except Exception:
             logger.exception("taking in update %s failed", update.update_id)
-    return settings, fresh
+    return BridgeSettings.load(), fresh
 
 
 def _unseen(updates: Sequence[Inbound]) -> list[Inbound]:

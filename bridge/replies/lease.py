@@ -96,7 +96,13 @@ class DatabaseLease:
         """Nothing to close: the lease lives in the database."""
 
     def _acquire(self) -> bool:
-        PollerState.objects.get_or_create(bot_id=self.bot_id)
+        """One conditional UPDATE (the holder renews before every poll); the row is created on first use."""
+        if self._take():
+            return True
+        _, created = PollerState.objects.get_or_create(bot_id=self.bot_id)
+        return created and self._take()
+
+    def _take(self) -> bool:
         now = timezone.now()
         taken = (
             PollerState.objects.filter(bot_id=self.bot_id)

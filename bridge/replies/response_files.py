@@ -131,9 +131,9 @@ def write_files(folder: Path, rendered: list[Rendered]) -> tuple[list[tuple[int,
 class ResponseWriter:
     """Stores responses and writes their files, many per wake-up.
 
-    ``submit`` queues a Response (saved or not); once ``start``-ed, a task takes everything queued, inserts the
-    new rows in one statement, writes all files in one trip off the event loop, and records the results in one
-    more statement. Not started (the webhook view, a one-off step), ``submit`` writes at once. ``flush`` waits
+    ``submit`` queues a Response (saved or not); once ``start``-ed, a task takes everything queued and, in one
+    trip to the database thread, inserts the new rows in one statement, writes all files, and records the
+    results in one more statement. Not started (the webhook view, a one-off step), ``submit`` writes at once. ``flush`` waits
     until everything submitted is stored and written (or failed, recorded in ``file_error``).
     """
 
@@ -174,12 +174,10 @@ class ResponseWriter:
             raise failure
 
     async def write(self, batch: list[Response]) -> None:
-        """Store the unsaved rows of ``batch`` and write every file now. Raises DatabaseError if storing fails."""
-        rendered = await sync_to_async(_store_and_render)(batch)
-        folder = responses_dir()
-        written, failed = await asyncio.to_thread(write_files, folder, rendered)
-        _report(folder, failed)
-        await sync_to_async(_record)(written, failed)
+        """Store the unsaved rows of ``batch`` and write every file now, in one trip to the database thread (the
+        files are small and written without fsync: cheaper there than two more hops between threads). Raises
+        DatabaseError if storing fails."""
+        await sync_to_async(write_now)(batch)
 
     async def _run(self) -> None:
         while True:
@@ -199,8 +197,8 @@ class ResponseWriter:
 
 
 def write_now(batch: list[Response]) -> None:
-    """``ResponseWriter.write`` in the calling thread, for sync code that is already off the event loop: the one
-    file an agent is waiting for (a decision) is written in the same trip as the decision, not queued."""
+    """``ResponseWriter.write`` in the calling thread, for sync code that is already off the event loop (the one
+    file an agent is waiting for, a decision, is written in the same trip as the decision, not queued)."""
     rendered = _store_and_render(batch)
     folder = responses_dir()
     written, failed = write_files(folder, rendered)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
+from django.db.models import Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from bridge.models import AuditEntry, PollerState
@@ -62,6 +64,10 @@ class Poller:
         self.bot_id = bot_id
         self.timeout = timeout
         self.held = False
+        self._next_offset: int | None = None
+        """Where the next getUpdates starts, known since this worker took the lease: read from PollerState once,
+        then kept here, so a poll costs no read. Another worker that polled meanwhile can only have moved the
+        stored offset on, and Telegram forgets confirmed updates: a lower offset here fetches nothing twice."""
         self._last_conflict_audit = None
 
     async def poll_once(self, timeout: int | None = None) -> PollResult:
@@ -82,9 +88,10 @@ class Poller:
         try:
             if not self.held:
                 await self._took_over()
-            offset = await sync_to_async(_offset)(self.bot_id)
+            if self._next_offset is None:
+                self._next_offset = await sync_to_async(_offset)(self.bot_id)
             raw = await self.transport.get_updates(
-                offset=offset or None,
+                offset=self._next_offset or None,
                 timeout=self.timeout if timeout is None else timeout,
                 allowed_updates=ALLOWED_UPDATES,
             )
@@ -102,7 +109,9 @@ class Poller:
         await self.handler.handle(items)
         await self.handler.writer.flush()
         next_offset = max(u.update_id for u in raw) + 1 if raw else None
-        await sync_to_async(_record)(self.bot_id, next_offset=next_offset)
+        await sync_to_async(_record_poll)(self.bot_id, next_offset)
+        if next_offset is not None:
+            self._next_offset = max(self._next_offset or 0, next_offset)
         self._last_conflict_audit = None
         return PollResult("polled", handled=len(items))
 
@@ -133,6 +142,7 @@ class Poller:
 
     async def _took_over(self) -> None:
         self.held = True
+        self._next_offset = None  # read again: the worker that polled before may have moved it on
         await sync_to_async(_announce_holder)(self.bot_id, self.lease.holder)
         logger.info("this worker (%s) now polls updates for bot %s", self.lease.holder, self.bot_id)
         # The mode says polling: a webhook left behind would make every getUpdates answer 409.
@@ -172,18 +182,25 @@ def _offset(bot_id: str) -> int:
     return PollerState.objects.filter(bot_id=bot_id).values_list("next_offset", flat=True).first() or 0
 
 
-def _record(bot_id: str, *, next_offset: int | None = None, error: str = "") -> PollerState:
-    """Store a step's outcome: the next offset after handled updates, or the error it met. Conditional updates
-    only: the lease columns belong to the lease, and the offset never moves back."""
+def _record_poll(bot_id: str, next_offset: int | None) -> None:
+    """Store a poll's outcome, the next offset after the handled updates, in one UPDATE (a poll follows every
+    handled batch: its cost is paid between the owner's messages). Only these columns: the lease columns belong
+    to the lease, and the offset never moves back."""
+    now = timezone.now()
+    changes = {"last_poll_at": now, "updated_at": now}
+    if next_offset is not None:
+        changes["next_offset"] = Greatest("next_offset", Value(next_offset))
+    if not PollerState.objects.filter(bot_id=bot_id).update(**changes):
+        PollerState.objects.get_or_create(bot_id=bot_id)
+        PollerState.objects.filter(bot_id=bot_id).update(**changes)
+
+
+def _record(bot_id: str, *, error: str) -> PollerState:
+    """Store the error a step met; returns the row (for the audit entry)."""
     now = timezone.now()
     PollerState.objects.get_or_create(bot_id=bot_id)
     rows = PollerState.objects.filter(bot_id=bot_id)
-    if error:
-        rows.update(last_error=error[:2000], last_error_at=now, updated_at=now)
-    else:
-        rows.update(last_poll_at=now, updated_at=now)
-        if next_offset is not None:
-            rows.filter(next_offset__lt=next_offset).update(next_offset=next_offset)
+    rows.update(last_error=error[:2000], last_error_at=now, updated_at=now)
     return rows.get()
 
 
