@@ -270,6 +270,34 @@ async def test_reply_sends_images_as_photos_and_other_files_as_documents(world, 
     assert missing.is_error and "file not found" in missing.content[0].text
 
 
+async def test_one_typing_indicator_serves_messages_in_quick_succession_until_the_session_replies(world):
+    async with attached("proj") as claude:
+        world.say(ALICE, "first")
+        world.say(ALICE, "second")
+        await world.poll()
+        await claude.expect(2)
+        world.say(ALICE, "third")
+        await world.poll()
+        await claude.expect(3)
+        await wait_for_calls(world, "sendChatAction", 1)
+        result = await claude.session.call_tool("reply", {"chat_id": ALICE, "text": "on it"})
+        assert not result.is_error, result
+        world.say(ALICE, "fourth")  # the reply ended the indicator: this one shows it again
+        await world.poll()
+        await claude.expect(4)
+        await wait_for_calls(world, "sendChatAction", 2)
+    await asyncio.sleep(0.1)
+    assert len(world.calls("sendChatAction")) == 2
+
+
+async def wait_for_calls(world: World, method: str, count: int) -> None:
+    for _ in range(500):
+        if len(world.calls(method)) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} {method} calls, got {world.calls(method)}")
+
+
 async def test_react_with_an_emoji_telegram_does_not_offer_is_a_clear_error(world):
     message = world.say(ALICE, "done?")
     async with attached("proj") as claude:
@@ -604,10 +632,7 @@ async def test_files_and_the_typing_indicator_go_into_the_sessions_topic(world, 
             "reply", {"chat_id": FORUM, "text": "here", "files": [str(image), str(log)]}
         )
         assert not result.is_error, result
-        for _ in range(500):  # the indicator is sent beside the notification, not before it
-            if world.calls("sendChatAction"):
-                break
-            await asyncio.sleep(0.01)
+        await wait_for_calls(world, "sendChatAction", 1)  # sent beside the notification, not before it
     sent = [record["message"] for record in world.sent(FORUM)[-3:]]
     assert ["text" in sent[0], "photo" in sent[1], "document" in sent[2]] == [True, True, True]
     assert [message.get("message_thread_id") for message in sent] == [topic, topic, topic]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ MAX_PHOTO_BYTES = 10 * 1024 * 1024
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
 REACTIONS = frozenset(str(emoji) for emoji in ReactionEmoji)
 """The only emoji a bot may react with."""
+TYPING_SECONDS = 4.0
+"""Telegram shows "typing..." for 5 s, or until the bot sends to the chat: while one shows, messages arriving
+need no other (a call to the Bot API each, right when the session should be busy with them)."""
 
 
 class OutgoingError(Exception):
@@ -70,6 +74,7 @@ class Outgoing:
         self._transport: TelegramTransport | None = None
         self._limiter = None
         self._lock = asyncio.Lock()
+        self._typing: dict[tuple[int, int | None], float] = {}  # (chat, topic) -> when its indicator was sent
 
     async def _ready(self) -> TelegramTransport:
         async with self._lock:
@@ -140,6 +145,7 @@ class Outgoing:
                 ),
             )
             sent.append(message.message_id)
+        self._typing.pop((chat_id, thread_id), None)  # a message from the bot ends the indicator there
         return Sent(sent)
 
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
@@ -159,8 +165,12 @@ class Outgoing:
         return await self._call(chat_id, lambda t: t.create_forum_topic(chat_id, name))
 
     async def typing(self, chat_id: int, thread_id: int | None = None) -> None:
-        """Show "typing..." in the chat, or in its forum topic ``thread_id`` (best effort: an indicator is never
-        worth an error)."""
+        """Show "typing..." in the chat, or in its forum topic ``thread_id``, unless it shows there already (best
+        effort: an indicator is never worth an error)."""
+        now, last = time.monotonic(), self._typing.get((chat_id, thread_id))
+        if last is not None and now - last < TYPING_SECONDS:
+            return
+        self._typing[(chat_id, thread_id)] = now
         try:
             transport = await self._ready()
             await transport.send_chat_action(chat_id, "typing", thread_id=thread_id)
