@@ -10,6 +10,7 @@ import os
 import re
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,11 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import psutil
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection, connections
 
 from bridge.bench.feeder import marker
 
@@ -34,6 +37,49 @@ MANAGE = PROJECT_ROOT / "manage.py"
 def reset_database() -> None:
     """Empty every table (the bench's own database): each scenario starts from a fresh installation."""
     call_command("flush", interactive=False, verbosity=0)
+
+
+@contextmanager
+def database_copy(alias: str, folder: Path) -> Iterator[str]:
+    """A copy of the bench's database as it is now, for one child process of its own; yields its DATABASE_URL.
+
+    Processes measured side by side must not share a database: each would wait on the other's writes (SQLite has
+    one writer), and the comparison would measure that contention. The copy is registered in this process under
+    ``alias`` (``Event.objects.using(alias)``) and deleted at the end. SQLite: a file in ``folder``, copied with
+    SQLite's backup API; PostgreSQL: a database created from the bench's own as a template.
+    """
+    default = connections.databases["default"]
+    if connection.vendor == "sqlite":
+        path = folder / f"{alias}.sqlite3"
+        connection.ensure_connection()
+        target = sqlite3.connect(path)
+        try:
+            connection.connection.backup(target)
+        finally:
+            target.close()
+        name, url = path, f"sqlite://{quote(str(path))}"
+    elif connection.vendor == "postgresql":
+        source = default["NAME"]
+        name = f"{source}_{alias}"[:63]
+        with connection.cursor() as cursor:
+            # A template must have no other session: only this connection is open while no child runs.
+            cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        url = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}"))
+    else:
+        raise RuntimeError(f"database_copy supports SQLite and PostgreSQL, not {connection.vendor}")
+    connections.databases[alias] = {**default, "NAME": name}
+    try:
+        yield url
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.databases[alias]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 def tune(**changes: Any) -> None:
