@@ -193,6 +193,36 @@ async def test_ack_removes_the_entry_for_good(make_queue, new_entries):
     assert sum((await queue.depth()).values()) == 0
 
 
+async def test_ack_writes_the_callers_record_first_and_acks_nothing_when_it_fails(queue, new_entries):
+    await queue.enqueue_batch(await new_entries(2))
+    claimed = await queue.claim("worker-1", 10)
+
+    def record_fails() -> None:
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        await queue.ack(claimed, after=record_fails)
+    assert sum((await queue.depth()).values()) == 2
+
+    recorded: list[int] = []
+    await queue.ack(claimed, after=lambda: recorded.append(len(claimed)))
+    assert recorded == [2]
+    assert sum((await queue.depth()).values()) == 0
+    await queue.ack([], after=lambda: recorded.append(0))  # nothing to ack: the record is still written
+    assert recorded == [2, 0]
+
+
+async def test_claim_then_hands_what_was_claimed_to_then(queue, new_entries):
+    await queue.enqueue_batch(await new_entries(3))
+    seen: list[int] = []
+
+    claimed, result = await queue.claim_then("worker-1", 10, lambda items: seen.append(len(items)) or "taken")
+    assert (len(claimed), result, seen) == (3, "taken", [3])
+
+    claimed, result = await queue.claim_then("worker-1", 10, lambda items: seen.append(len(items)))
+    assert (claimed, result, seen) == ([], None, [3])  # nothing claimed: ``then`` does not run
+
+
 async def test_retry_later_hides_the_entry_until_due_then_redelivers_it(queue, new_entries):
     [entry] = await new_entries(1)
     await queue.enqueue_batch([entry])
