@@ -149,13 +149,13 @@ async def test_margin_widens_every_window(make_limiter):
 
 
 async def test_margin_never_becomes_the_limit_of_a_fast_chat(make_limiter):
-    # 100/s per chat: a 50 ms margin would allow 17/s; capped at half the 10 ms window, it allows 66/s.
+    # 100/s per chat: a 50 ms margin would allow 17/s (11 sends in 0.6 s); capped at the 10 ms window, 50/s.
     limiter = make_limiter(RateLimits(global_per_second=1000, per_chat_per_second=100, margin_seconds=0.05))
 
-    times = await timed_sends(limiter, [6] * 6)
+    times = await timed_sends(limiter, [6] * 11)
 
-    assert most_in_window(times, 0.0095) <= 1
-    assert times[-1] - times[0] < 0.2
+    assert most_in_window(times, 0.0095) <= 1  # never above the configured rate
+    assert times[-1] - times[0] < 0.4
 
 
 async def test_penalized_chat_waits_out_retry_after(make_limiter):

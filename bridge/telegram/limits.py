@@ -32,10 +32,11 @@ ADAPTIVE_FLOOR = 0.1
 # After a 429 the rate comes back by this share of the configured rate per minute without a new 429,
 # so a halved chat is back at full speed five minutes later.
 ADAPTIVE_RECOVERY_PER_MINUTE = 0.1
-# The safety margin never widens a window by more than this share of it, so it never costs more than a third of
-# the configured rate: at rates far above Telegram's (an operator turning the limits off, 100/s per chat) a fixed
-# 50 ms margin would itself become the limit (17/s), and there is no Telegram limit left for it to protect.
-MARGIN_MAX_SHARE = 0.5
+# The safety margin never widens a window by more than this share of it, so it never costs more than half the
+# configured rate: at rates far above Telegram's (an operator turning the limits off, 100/s per chat) a fixed
+# 50 ms margin would itself become the limit (17/s), and there is no Telegram limit left for it to protect. Up to
+# 20/s per chat the default margin applies whole.
+MARGIN_MAX_SHARE = 1.0
 # Idle buckets of the local limiter are dropped at most this often (seconds), so memory follows live chats.
 _SWEEP_INTERVAL = 60.0
 
