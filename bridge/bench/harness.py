@@ -225,12 +225,18 @@ def world_env(**overrides: str) -> dict[str, str]:
 
 @contextmanager
 def bridge_process(
-    *, events_dir: Path, send: bool, env: dict[str, str] | None = None, timeout: float = 30.0
+    *,
+    events_dir: Path,
+    send: bool,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    wait: bool = True,
 ) -> Iterator[subprocess.Popen]:
     """``manage.py run_bridge`` in a child process watching ``events_dir``, stopped with SIGTERM (a drain).
 
-    Its stderr (logs, system-check warnings about the bench's deliberately odd set-up) goes to bridge.log beside
-    the events folder, not to the bench's terminal."""
+    Yields once the bridge says it is running; with ``wait=False`` at once, and the caller calls
+    ``wait_running`` (to start several bridges at the same time). Its stderr (logs, system-check warnings about the
+    bench's deliberately odd set-up) goes to bridge.log beside the events folder, not to the bench's terminal."""
     command = [sys.executable, str(MANAGE), "run_bridge"] + ([] if send else ["--no-send"])
     full_env = world_env(CC_TELEGRAM_EVENTS_DIR=str(events_dir), **(env or {}))
     log = open(events_dir.parent / "bridge.log", "ab")  # noqa: SIM115 - closed in the finally below
@@ -244,10 +250,8 @@ def bridge_process(
         stdin=subprocess.DEVNULL,
     )
     try:
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        line = process.stdout.readline() if ready else ""
-        if "running" not in line:
-            raise RuntimeError(f"the bridge process did not start: {line.strip() or 'no output'}")
+        if wait:
+            wait_running(process, timeout)
         yield process
     finally:
         if process.poll() is None:
@@ -259,6 +263,15 @@ def bridge_process(
                 process.wait()
         process.stdout.close()
         log.close()
+
+
+def wait_running(process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait for the line a bridge process started by ``bridge_process`` prints once running; RuntimeError when
+    it does not come within ``timeout`` seconds."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else ""
+    if "running" not in line:
+        raise RuntimeError(f"the bridge process did not start: {line.strip() or 'no output'}")
 
 
 class RssSampler:

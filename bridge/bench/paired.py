@@ -5,11 +5,11 @@ What a setting costs the ingest hot path is a few per cent at most, and a busy m
   3,300 events/s within a run. Here the bridges drain together, so whatever else runs slows all of them;
 - even together, the scheduler gives one process more of the two cores than the other for a second at a time (the
   ratio of two identical bridges' rates swung from 0.54 to 1.6 between rounds). Here every thread of the bridges is
-  pinned to one core, where the scheduler shares time between them evenly (the feeders and the bench run on the
-  others);
+  pinned to one core, where the scheduler shares time between them evenly (the feeders and the bench are not
+  pinned); two identical bridges' rates then stayed within 4 % of each other;
 - two processes running the same code differ by a few per cent (memory layout, hash seed): an identical pair of
-  bridges kept one ahead of the other by 7 % over a whole run. Here every round starts fresh processes, in
-  alternating order.
+  bridges kept one ahead of the other by 7 % over a whole run. Here every round starts fresh processes, launched
+  together, in alternating order.
 
 Each bridge has its own database (sharing one, each would wait on the other's writes), home, events folder and Redis
 key prefix, so they meet only on the CPU. A round's rate is measured over the interval in which all bridges were
@@ -38,11 +38,15 @@ import psutil
 from django.conf import settings
 
 from bridge.bench.feeder import Feeder, event_id
-from bridge.bench.harness import bridge_process, database_copy
+from bridge.bench.harness import bridge_process, database_copy, wait_running
 
 BATCH_GAP = 0.002
 """Seconds between two stamps that separate stored batches: the rows of one batch are stamped microseconds apart,
 and the next batch comes after its files were parsed (tens of milliseconds for 100)."""
+
+
+SETTLE = 1.0
+"""Seconds the bridges are left idle between saying they are running and the floods."""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -99,8 +103,9 @@ def paired_bridges(
     ctx, envs: dict[str, dict[str, str]], *, order: list[str]
 ) -> Iterator[dict[str, PairedBridge]]:
     """One fresh ingest-only bridge (``run_bridge --no-send``) per entry of ``envs`` (name: extra environment),
-    started in ``order``, each on a fresh copy of the bench's database, pinned to ``shared_core()``; running and
-    idle until the floods. Stopped together (and their databases deleted) at the end."""
+    each on a fresh copy of the bench's database, launched together in ``order`` (of two identical bridges started
+    one after the other, the first drained about 4 % slower), pinned to ``shared_core()`` once running, and idle
+    until the floods. Stopped together (and their databases deleted) at the end."""
     cpus = shared_core()
     processes = []
     with ExitStack() as stack:
@@ -115,12 +120,14 @@ def paired_bridges(
                 **envs[name],
             }
             process = stack.enter_context(
-                bridge_process(events_dir=_events_dir(ctx, name), send=False, env=env)
+                bridge_process(events_dir=_events_dir(ctx, name), send=False, env=env, wait=False)
             )
             processes.append(process)
+            bridges[name] = PairedBridge(alias, folder, _events_dir(ctx, name), process.pid)
+        for process in processes:
+            wait_running(process)
             if cpus:
                 _pin(process.pid, cpus)
-            bridges[name] = PairedBridge(alias, folder, _events_dir(ctx, name), process.pid)
         try:
             yield bridges
         finally:
@@ -145,6 +152,9 @@ def drain_round(
         with paired_bridges(ctx, envs, order=order) as bridges:
             for feeder in feeders.values():
                 feeder.wait_ready()
+            # A bridge that has just said "running" still works through its start for half a second or so (twice
+            # its idle CPU): the one that said it last would pay for more of that during its drain.
+            time.sleep(SETTLE)
             before = {name: bridge.stored() for name, bridge in bridges.items()}
             cpu = {name: cpu_seconds(bridge.pid) for name, bridge in bridges.items()}
             went = time.time()
