@@ -477,7 +477,15 @@ def test_several_processes_sum_into_one_metrics_endpoint(children, tmp_path):
 
     def all_delivered():
         samples = scrape_web()
-        if samples and value(samples, "cc_telegram_messages_total", outcome="sent") == 6:
+        # An event counts as processed once its outcome is written, a moment after its message is sent.
+        if (
+            samples
+            and value(samples, "cc_telegram_messages_total", outcome="sent") == 6
+            and (
+                value(samples, "cc_telegram_events_processed_total", type="info_notification") == 5
+                and value(samples, "cc_telegram_events_processed_total", type="task_completion") == 1
+            )
+        ):
             pids = {s.get("pid") for s in series(samples, "cc_telegram_process_resident_memory_bytes")}
             if len(pids) == 3:  # both workers have beaten their heart, and the web process answers
                 return samples
