@@ -278,7 +278,7 @@ async def test_token_never_appears_in_logs(emulator, caplog, tmp_path):  # noqa:
 
     async with TelegramTransport(TEST_TOKEN, base_url=emulator.base_url) as transport:
         await transport.send_message(42, "hello")
-        await transport.send_document(42, report)
+        await transport.send_document(42, report)  # python-telegram-bot and httpx, which log the URL
         add_fault(emulator, method="sendMessage", status=502)
         with pytest.raises(TransportError):
             await transport.send_message(42, "hello")
@@ -286,7 +286,7 @@ async def test_token_never_appears_in_logs(emulator, caplog, tmp_path):  # noqa:
 
     logged = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert {"httpx", "telegram.Bot"} <= {r.name for r in caplog.records}  # the loggers that carry URLs ran
-    assert "<token>/sendMessage" in logged
+    assert "<token>/sendDocument" in logged
     assert TEST_TOKEN not in logged
     assert TEST_TOKEN.split(":")[1] not in logged
 
@@ -319,3 +319,86 @@ async def test_limited_sends_never_trip_flood_control(emulator, redis_url, key_p
     assert flood["flood_429"] == 0, flood
     assert flood["max_per_chat_per_second"] <= 1
     assert flood["max_global_per_second"] <= 5
+
+
+SENT = (
+    b'{"ok":true,"result":{"message_id":7,"chat":{"id":42,"type":"private"},"date":1700000000,"text":"hi"}}'
+)
+
+
+class TinyApi:
+    """A real HTTP/1.1 server on a socket, misbehaving as told: ``answers`` per connection before it closes the
+    connection on the next request unanswered; ``chunked`` answers; ``cut`` closes mid-answer."""
+
+    def __init__(self, *, answers: int = 1000, chunked: bool = False, cut: bool = False) -> None:
+        self.answers, self.chunked, self.cut = answers, chunked, cut
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.base_url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/bot"
+        return self
+
+    async def __aexit__(self, *exc_info):
+        self.server.close()
+
+    async def _serve(self, reader, writer):
+        self.connections += 1
+        answered = 0
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                self.requests.append(head + await reader.readexactly(length))
+                if answered == self.answers:
+                    break
+                answered += 1
+                if self.cut:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + SENT[:20])
+                    break
+                if self.chunked:
+                    middle = len(SENT) // 2
+                    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    for part in (SENT[:middle], SENT[middle:]):
+                        writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    writer.write(b"0\r\n\r\n")
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(SENT), SENT))
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+
+async def test_a_kept_alive_connection_the_server_dropped_is_replaced_without_losing_the_send():
+    async with TinyApi(answers=1) as api:
+        transport = TelegramTransport(TEST_TOKEN, base_url=api.base_url)
+        sent = [await transport.send_message(42, f"hi {n}") for n in range(3)]
+        await transport.close()
+
+    assert [s.message_id for s in sent] == [7, 7, 7]
+    assert api.connections == 3  # each dropped after one answer; the unanswered request went again, once
+    assert sum(b"hi 1" in r for r in api.requests) == 2
+
+
+async def test_chunked_answers_are_read():
+    async with TinyApi(chunked=True) as api:
+        transport = TelegramTransport(TEST_TOKEN, base_url=api.base_url)
+        first = await transport.send_message(42, "one")
+        second = await transport.send_message(42, "two")
+        await transport.close()
+
+    assert (first.message_id, first.chat_id, second.message_id) == (7, 42, 7)
+    assert first.date.timestamp() == 1700000000 and first.date.tzinfo is not None
+    assert api.connections == 1
+
+
+async def test_an_answer_cut_short_is_a_temporary_network_error_without_the_token():
+    async with TinyApi(cut=True) as api:
+        transport = TelegramTransport(TEST_TOKEN, base_url=api.base_url)
+        error = await send_error(transport)
+        await transport.close()
+
+    assert (error.permanent, error.reason, error.api_unavailable) == (False, "network", True)
+    assert TEST_TOKEN.split(":")[1] not in "".join(traceback.format_exception(error))
+    assert b"/bot" + TEST_TOKEN.encode() + b"/sendMessage" in api.requests[0]
