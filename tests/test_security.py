@@ -536,7 +536,8 @@ async def test_event_text_cannot_inject_markup_into_telegram_messages(folders, e
         await sync_to_async(tune)(message_style=style, digest_threshold=1000)
         await deliver(
             events_dir,
-            {"type": "build_failed", **hostile},
+            # Distinct ids per style: the same bytes twice are one event (its id is their digest), sent once.
+            {"type": "build_failed", "task_id": f"build-{style}", **hostile},
             {"type": "approval_request", "task_id": f"markup-{style}", **hostile},
         )
     await sync_to_async(tune)(digest_threshold=2, rate_per_chat_per_second=0.5)
