@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from bridge.events.schema import Event
 from bridge.models import Event as EventRow
 from bridge.queue.base import NewEntry
+from bridge.queue.rows import insert_new
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class EventStore:
         """Insert every event's row, no look-up first; IntegrityError (and nothing written) if one exists."""
 
         def insert_rows() -> list[NewEntry]:
-            rows = EventRow.objects.bulk_create([_row(event) for event in events])
+            rows = [_row(event) for event in events]
+            insert_new(rows)
             # Serialized here, on the thread that writes the rows anyway: a 1 MB event takes ~8 ms.
             return [
                 NewEntry(
@@ -134,7 +136,8 @@ def _insert_rows(events: Sequence[Event]) -> tuple[dict[str, int], set[str]]:
         return existing, pending
     try:
         with transaction.atomic():
-            created = EventRow.objects.bulk_create(new_rows.values())
+            created = list(new_rows.values())
+            insert_new(created)
     except IntegrityError:
         # Another worker stored some of these between our read and our insert: one by one, each on its own.
         created = []

@@ -22,13 +22,15 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from bridge.models import Event, QueueEntry
+from bridge.queue import wakeup
 from bridge.queue.base import LANES, Claimed, DeadLetter, DurableQueue, NewEntry, QueueError, over_max_reason
+from bridge.queue.rows import insert_new
 
 T = TypeVar("T")
 
 DEFAULT_POLL_INTERVAL = 0.25
-"""Seconds between polls while a claim blocks. An enqueue in this process wakes claimers at once; this bounds the
-delay for entries enqueued by another process (the MCP server, a second worker)."""
+"""Seconds between polls while a claim blocks. An enqueue wakes claimers at once, in this process (the doorbell)
+and in others (bridge.queue.wakeup); the poll is the safety net for a wake-up lost on the way."""
 
 
 def _picked_sql(conn, condition: str, age: str) -> str:
@@ -119,6 +121,7 @@ class DatabaseQueue(DurableQueue):
         self.using = using
         self._threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="db-queue") if threads else None
+        self._hearing = False  # subscribed to other processes' wake-ups (on the first blocking claim)
 
     # --- the contract -----------------------------------------------------------------------------------------
     async def enqueue_batch(self, entries: list[NewEntry]) -> list[str | None]:
@@ -162,6 +165,8 @@ class DatabaseQueue(DurableQueue):
             return claimed, (then(claimed) if claimed and then is not None else None)
 
         deadline = time.monotonic() + block_ms / 1000
+        if block_ms > 0:
+            self._hear_other_processes()
         while True:
             # Listen before looking, so that an enqueue between the query and the wait is not missed.
             waiter = _doorbell.listen()
@@ -266,9 +271,13 @@ class DatabaseQueue(DurableQueue):
             dead = self._entries().filter(dead=True)
             if ids is not None:
                 dead = dead.filter(pk__in=[int(i) for i in ids])
-            return dead.update(
-                dead=False, deliveries=0, leased_until=None, leased_by="", available_at=timezone.now()
-            )
+            with transaction.atomic(using=self.using):
+                requeued = dead.update(
+                    dead=False, deliveries=0, leased_until=None, leased_by="", available_at=timezone.now()
+                )
+                if requeued:
+                    wakeup.announce(self.using)
+            return requeued
 
         requeued = await self._run(requeue)
         if requeued:
@@ -276,6 +285,9 @@ class DatabaseQueue(DurableQueue):
         return requeued
 
     async def close(self) -> None:
+        if self._hearing:
+            self._hearing = False
+            await asyncio.to_thread(wakeup.unsubscribe, self.using)
         if self._pool is None:
             await sync_to_async(self._close_connection)()
             return
@@ -289,6 +301,14 @@ class DatabaseQueue(DurableQueue):
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._pool, close_mine) for _ in range(self._threads)))
         self._pool.shutdown(wait=True)
+
+    def _hear_other_processes(self) -> None:
+        """Before the claim looks: enqueues committed after the look then wake this process."""
+        if self._hearing:
+            wakeup.refresh(self.using)
+        else:
+            wakeup.subscribe(self.using, _doorbell.ring)
+            self._hearing = True
 
     # --- work done on a database thread -------------------------------------------------------------------------
     def _enqueue(self, entries: list[NewEntry], *, fresh: bool = False) -> list[str | None]:
@@ -323,7 +343,9 @@ class DatabaseQueue(DurableQueue):
                     )
                 )
                 positions.append(position)
-            QueueEntry.objects.using(self.using).bulk_create(rows)
+            insert_new(rows, using=self.using)
+            if rows:
+                wakeup.announce(self.using)
         ids: list[str | None] = [None] * len(entries)
         for position, row in zip(positions, rows, strict=True):
             ids[position] = str(row.pk)
