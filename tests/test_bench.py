@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.bench.httpclient import KeepAliveClient
 from bridge.bench.report import Figure, ScenarioResult, Target, fmt, render_table
 from bridge.bench.stats import percentile, slope, trend
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+CONTROL = "/_emulator"
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +143,20 @@ def test_percentiles_and_slopes():
     flat_with_a_spike = [20, 21, 20, 21, 20, 21, 20, 300, 21, 20]
     assert trend(range(10), flat_with_a_spike) == pytest.approx(0.0, abs=0.2)
     assert slope(range(10), flat_with_a_spike) > 5
+
+
+async def test_the_bench_http_client_injects_and_reads_answers_on_a_kept_alive_connection(emulator):
+    owner = {"id": 42, "username": "owner", "first_name": "Owner"}
+    async with KeepAliveClient(emulator.host, emulator.port) as client:
+        answers = [
+            await client.post_json(f"{CONTROL}/message", {"chat_id": 42, "text": f"hello {i}", "user": owner})
+            for i in range(3)
+        ]
+        assert await client.get(f"{CONTROL}/messages?chat_id=42&incoming=1") == 200
+        with pytest.raises(RuntimeError, match="HTTP 400"):
+            await client.post_json(f"{CONTROL}/message", {"text": "to no chat"})
+        # The refused request still answered in full, so the connection stays usable.
+        status, body = await client.request("GET", f"{CONTROL}/stats")
+    assert [a["message"]["text"] for a in answers] == ["hello 0", "hello 1", "hello 2"]
+    assert [u["message"]["text"] for u in emulator.state.updates] == ["hello 0", "hello 1", "hello 2"]
+    assert status == 200 and json.loads(body)["ok"] is True

@@ -29,6 +29,7 @@ import httpx
 
 from bridge.bench import stats
 from bridge.bench.harness import PROJECT_ROOT, world_env
+from bridge.bench.httpclient import KeepAliveClient
 from bridge.bench.paired import drain_round
 from bridge.bench.report import Target
 from bridge.bench.world import free_port
@@ -61,59 +62,6 @@ def arrivals(plan: list[tuple[str, float, float, float]]) -> list[tuple[float, s
             t += 1 / max(rate, 1.0)
         offset += seconds
     return out
-
-
-class KeepAliveClient:
-    """GET over keep-alive HTTP/1.1 connections to one server, each carrying one request at a time (k6's VUs).
-
-    The load generator must cost little next to the server it measures: httpx spends about 3 ms of CPU per request
-    here, so at 200 requests/s on a 2-core machine the client, not the server, set the latencies. This client reads
-    the status line, the headers and a body sized by Content-Length or chunked, about 0.2 ms per request.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        self._request = "GET {} HTTP/1.1\r\nHost: " + f"{host}:{port}" + "\r\n\r\n"
-
-    async def get(self, path: str) -> int:
-        """The status code; raises OSError or asyncio.IncompleteReadError when the server fails or hangs up."""
-        reused = bool(self._idle)
-        reader, writer = self._idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
-        try:
-            writer.write(self._request.format(path).encode())
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError as error:
-                if reused and not error.partial:  # the server closed an idle connection: as any client, retry
-                    writer.close()
-                    return await self.get(path)
-                raise
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip().lower()
-            if "content-length" in headers:
-                await reader.readexactly(int(headers["content-length"]))
-            elif headers.get("transfer-encoding") == "chunked":
-                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-                    await reader.readexactly(size + 2)
-                await reader.readuntil(b"\r\n")
-        except BaseException:
-            writer.close()
-            raise
-        if headers.get("connection") == "close":
-            writer.close()
-        else:
-            self._idle.append((reader, writer))
-        return status
-
-    def close(self) -> None:
-        for _, writer in self._idle:
-            writer.close()
-        self._idle.clear()
 
 
 async def _load(host: str, port: int, plan, progress) -> list[dict]:
