@@ -4,6 +4,10 @@ It runs the pipeline, keeps its control consumer listening on the channel layer 
 fails), writes a heartbeat (Worker row: settings version applied, queue depth), and re-reads BridgeSettings when
 the version moved, both on a "settings changed" message and, because those are at-most-once, on every heartbeat.
 It also measures its event-loop lag and runs the auto-tuner (which acts only when enabled, in one worker).
+
+An idle worker still beats every HEARTBEAT_SECONDS, so a beat is kept cheap: one psutil read, one trip to the
+database thread (one UPDATE of the Worker row, one read of the settings version), and the dashboard loop sleeps
+until there is a delivery to show instead of waking four times a second to find none.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from django.utils import timezone
 from bridge import metrics
 from bridge.consumers import DASHBOARD_GROUP, BridgeWorkerConsumer
 from bridge.dashboard.feed import add_titles
-from bridge.dashboard.samples import Sampler, process_memory_mb
+from bridge.dashboard.samples import Sampler
 from bridge.models import BridgeSettings, Worker
 from bridge.pipeline import Pipeline
 from bridge.tuning.runner import AutoTuner
@@ -43,6 +47,8 @@ class WorkerHost:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._outcomes: list[dict] = []
+        self._outcomes_waiting = asyncio.Event()
+        self._hostname = socket.gethostname()
         self.sampler = Sampler(pipeline.name)
         self.replies = None  # bridge.replies.service.Replies, when this worker sends (and so hears answers)
         self.loop_lag = LoopLagMonitor()
@@ -51,7 +57,7 @@ class WorkerHost:
     async def start(self) -> None:
         await self.pipeline.start()
         if self.pipeline.sender is not None:
-            self.pipeline.sender.listeners.append(self._outcomes.append)
+            self.pipeline.sender.listeners.append(self._outcome)
             # Imported here: an ingest-only worker needs no Bot API client (see run_bridge --no-send).
             from bridge.replies.service import build_replies
 
@@ -123,52 +129,70 @@ class WorkerHost:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                await sync_to_async(_drop_broken_connections)()
-                version = await sync_to_async(_settings_version)()
+                version = await self._beat()
                 if version > self.pipeline.settings_version:
                     await self.settings_changed(version)
-                await self._beat()
             except Exception:
                 logger.exception("heartbeat failed; retrying")
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> int:
+        """Write the Worker row (and, when due, a dashboard sample); returns the settings version now stored."""
         depth = await self.pipeline.queue.depth()
+        queued = sum(depth.values())
         metrics.set_queue_depth(depth)
         metrics.SETTINGS_VERSION.set(self.pipeline.settings_version)
-        metrics.sample_process()
-        memory_mb = process_memory_mb()
-        await sync_to_async(Worker.objects.update_or_create)(
-            name=self.pipeline.name,
-            defaults={
-                "hostname": socket.gethostname(),
-                "pid": os.getpid(),
-                "started_at": self.started_at,
-                "heartbeat_at": timezone.now(),
-                "settings_version": self.pipeline.settings_version,
-                "queue_depth": sum(depth.values()),
-                "memory_mb": memory_mb,
-                "control_channel": self.control_channel or "",
-            },
-        )
+        memory_mb = round(metrics.sample_process()[0], 1)
+        row = {
+            "hostname": self._hostname,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "heartbeat_at": timezone.now(),
+            "settings_version": self.pipeline.settings_version,
+            "queue_depth": queued,
+            "memory_mb": memory_mb,
+            "control_channel": self.control_channel or "",
+        }
+        sample = None
         if self.sampler.due():
             sender = self.pipeline.sender
-            cache_stats = dict(sender.cache.stats) if sender is not None else None
-            await sync_to_async(self.sampler.record)(sum(depth.values()), memory_mb, cache_stats)
+            sample = (queued, memory_mb, dict(sender.cache.stats) if sender is not None else None)
+        return await sync_to_async(_write_beat)(self.pipeline.name, row, self.sampler, sample)
+
+    def _outcome(self, item: dict) -> None:
+        """A sender listener (called on the loop): keep the delivery for the next dashboard batch."""
+        self._outcomes.append(item)
+        self._outcomes_waiting.set()
 
     async def _dashboard_loop(self) -> None:
-        """Deliveries reach the dashboard in small batches: one group message per quarter second, not per send."""
+        """Deliveries reach the dashboard in small batches: at most one group message per quarter second, not one
+        per send; while nothing is sent the loop sleeps on an event instead of polling."""
         layer = get_channel_layer()
         while True:
-            await asyncio.sleep(DASHBOARD_FLUSH_SECONDS)
-            if not self._outcomes or layer is None:
-                continue
+            await self._outcomes_waiting.wait()
+            self._outcomes_waiting.clear()
             batch, self._outcomes[:] = list(self._outcomes), []
-            try:
-                batch = await sync_to_async(add_titles)(batch[-200:])
-                await layer.group_send(DASHBOARD_GROUP, {"type": "deliveries", "items": batch})
-            except Exception:
-                logger.warning("dashboard update dropped (channel layer unavailable)")
+            if batch and layer is not None:
+                try:
+                    batch = await sync_to_async(add_titles)(batch[-200:])
+                    await layer.group_send(DASHBOARD_GROUP, {"type": "deliveries", "items": batch})
+                except Exception:
+                    logger.warning("dashboard update dropped (channel layer unavailable)")
+            await asyncio.sleep(DASHBOARD_FLUSH_SECONDS)
+
+
+def _write_beat(name: str, row: dict, sampler: Sampler, sample: tuple | None) -> int:
+    """A beat's database work in one trip to the database thread; returns the stored settings version.
+
+    The row is written with one UPDATE (update_or_create would read it first, in a transaction: four statements
+    every two seconds for nothing); it is created only when missing (first beat, or deleted by an operator).
+    """
+    _drop_broken_connections()
+    if not Worker.objects.filter(name=name).update(**row):
+        Worker.objects.update_or_create(name=name, defaults=row)
+    if sample is not None:
+        sampler.record(*sample)
+    return _settings_version()
 
 
 def _drop_broken_connections() -> None:
