@@ -63,7 +63,9 @@ def poke_others() -> None:
     except OSError:
         return  # nobody has listened here yet
     own = _listeners.get_port()
-    wake.ring(int(name) for name in names if name.isdigit() and int(name) != own)
+    ports = [int(name) for name in names if name.isdigit() and int(name) != own]
+    if ports:
+        wake.ring(ports)
 
 
 class _Listener:
