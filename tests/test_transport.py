@@ -330,8 +330,10 @@ class TinyApi:
     """A real HTTP/1.1 server on a socket, misbehaving as told: ``answers`` per connection before it closes the
     connection on the next request unanswered; ``chunked`` answers; ``cut`` closes mid-answer."""
 
-    def __init__(self, *, answers: int = 1000, chunked: bool = False, cut: bool = False) -> None:
-        self.answers, self.chunked, self.cut = answers, chunked, cut
+    def __init__(
+        self, *, answers: int = 1000, chunked: bool = False, cut: bool = False, body: bytes = SENT
+    ) -> None:
+        self.answers, self.chunked, self.cut, self.body = answers, chunked, cut, body
         self.connections = 0
         self.requests: list[bytes] = []
 
@@ -353,17 +355,18 @@ class TinyApi:
                 if answered == self.answers:
                     break
                 answered += 1
+                body = self.body
                 if self.cut:
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + SENT[:20])
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + body[:20])
                     break
                 if self.chunked:
-                    middle = len(SENT) // 2
+                    middle = len(body) // 2
                     writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                    for part in (SENT[:middle], SENT[middle:]):
+                    for part in (body[:middle], body[middle:]):
                         writer.write(b"%x\r\n%s\r\n" % (len(part), part))
                     writer.write(b"0\r\n\r\n")
                 else:
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(SENT), SENT))
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
         except asyncio.IncompleteReadError:
             pass
@@ -402,3 +405,13 @@ async def test_an_answer_cut_short_is_a_temporary_network_error_without_the_toke
     assert (error.permanent, error.reason, error.api_unavailable) == (False, "network", True)
     assert TEST_TOKEN.split(":")[1] not in "".join(traceback.format_exception(error))
     assert b"/bot" + TEST_TOKEN.encode() + b"/sendMessage" in api.requests[0]
+
+
+@pytest.mark.parametrize("body", [b'{"ok":true,"result":{"message_id":7}}', b"<html>not json</html>"])
+async def test_a_success_answer_without_a_message_is_a_permanent_unexpected_error(body):
+    async with TinyApi(body=body) as api:
+        transport = TelegramTransport(TEST_TOKEN, base_url=api.base_url)
+        error = await send_error(transport)
+        await transport.close()
+
+    assert (error.permanent, error.reason) == (True, "unexpected")

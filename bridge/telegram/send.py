@@ -36,9 +36,10 @@ from bridge.telegram.transport import TelegramTransport, TransportError
 logger = logging.getLogger(__name__)
 
 # Sends in flight at once per worker (and so connections used), at most. Telegram's own limit, 30 messages a
-# second, needs about 3 at a 100 ms round trip; each one more costs CPU in the HTTP client, which probes every
-# idle pooled connection per request (measured against the emulator: 1.4 ms of CPU per send at 4, 2.3 ms at 16).
-MAX_IN_FLIGHT = 4
+# second, needs about 3 at a 100 ms round trip, 8 at 250 ms. The transport's own keep-alive pool (wire.py) costs
+# the same CPU per send at 16 in flight as at 4 (~0.16 ms against the emulator); httpx, used instead behind a proxy,
+# probes every idle pooled connection per request (1.4 ms of CPU per send at 4, 2.3 ms at 16).
+MAX_IN_FLIGHT = 8
 
 # Seconds a send may leave after its rate-limit slot, waiting for a place in flight; later, it takes a new slot.
 # Half the limiter's default safety margin, which covers the rest of the way to Telegram.

@@ -312,12 +312,8 @@ class TelegramTransport:
                 params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
             if thread_id is not None:
                 params["message_thread_id"] = thread_id
-            result = await self._api(
-                "sendMessage", self._text_params(params, parse_mode, reply_markup, link_preview)
-            )
-            return SentMessage(
-                result["message_id"], result["chat"]["id"], dt.datetime.fromtimestamp(result["date"], dt.UTC)
-            )
+            call = self._api("sendMessage", self._text_params(params, parse_mode, reply_markup, link_preview))
+            return await self._call(_sent(call), chat_id=chat_id)
         message = await self._call(
             self.bot.send_message(
                 chat_id,
@@ -607,6 +603,14 @@ class TelegramTransport:
             reason = "network" if text.startswith(("httpx.", "Unknown error in HTTP")) else "server_error"
             return TransportError(text, permanent=False, reason=reason)
         return TransportError(text, permanent=True, reason="unexpected")
+
+
+async def _sent(call: Awaitable[dict[str, Any]]) -> SentMessage:
+    """The SentMessage in a lean sendMessage's result (a malformed result raises inside `_call`)."""
+    result = await call
+    return SentMessage(
+        result["message_id"], result["chat"]["id"], dt.datetime.fromtimestamp(result["date"], dt.UTC)
+    )
 
 
 def _api_error(status: int, payload: bytes) -> tg_error.TelegramError:
