@@ -138,17 +138,23 @@ class _Listener:
         import psycopg
 
         params = {k: v for k, v in self._params.items() if k not in ("context", "cursor_factory")}
+        connected = True  # so that the first failure is logged as a warning, and later ones of the outage not
         while True:
             try:
                 with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    connected = True
                     self.on_wake()  # whatever was enqueued while this was not listening yet
                     while self._wait(conn.fileno()):
                         if any(note.payload != _ME for note in conn.notifies(timeout=0)):
                             self.on_wake()
+                        if conn.broken:  # readable because the server went away
+                            raise psycopg.OperationalError("the listening connection broke")
                     return
             except psycopg.Error as error:
-                logger.warning("queue wake-ups: PostgreSQL listener lost (%s); reconnecting", error)
+                log = logger.warning if connected else logger.debug
+                log("queue wake-ups: no PostgreSQL listener (%s); claims poll until it reconnects", error)
+                connected = False
             ready, _, _ = select.select([self._stop_r], [], [], RECONNECT_SECONDS)
             if ready:
                 return
