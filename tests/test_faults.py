@@ -163,8 +163,8 @@ def test_ten_sigkills_during_a_run_lose_no_event(bridge):
         f"run {finished - began:.1f} s, done {finished - last_kill:.1f} s after the last kill; "
         f"kills at (s, sent so far): {kills}"
     )
-    # A kill can repeat at most the sends in flight when it struck: one per chat, plus what was sent but not yet
-    # recorded in the batch being written.
+    # A kill can repeat at most one send per chat: the one in flight or out but not yet recorded when it struck (a
+    # chat's next send waits until the previous one is on the books).
     assert duplicates <= KILLS * len(CHATS)
 
 

@@ -478,7 +478,9 @@ class Sender:
             )
             outcomes.append((job, outcome))
         (metrics.DIGESTED if digest else metrics.SENT).inc(len(jobs))
-        self._settle(outcomes)
+        # The chat's next send waits until this one is on the books (other chats' records share the same write):
+        # a crash then repeats at most the one send per chat that was out but not yet recorded.
+        await self.ledger.written(self._settle(outcomes))
 
     @contextlib.asynccontextmanager
     async def _turn(self, chat_id: int) -> AsyncIterator[None]:
@@ -539,15 +541,15 @@ class Sender:
         return random.uniform(ceiling / 2, ceiling)
 
     # --- recording and acking ----------------------------------------------------------------------------------
-    def _settle(self, outcomes: list[tuple[Job, deliveries.Outcome]]) -> None:
-        """Hand final outcomes to the ledger, with the entries they complete; the drainer does not wait for it."""
+    def _settle(self, outcomes: list[tuple[Job, deliveries.Outcome]]) -> int:
+        """Hand final outcomes to the ledger, with the entries they complete; returns the ledger's ticket."""
         closed = []
         for job, outcome in outcomes:
             self._notify(job, outcome)
             job.entry.open -= 1
             if job.entry.open == 0:
                 closed.append(job.entry)
-        self.ledger.note([o for _, o in outcomes], closed)
+        return self.ledger.note([o for _, o in outcomes], closed)
 
     async def _closed(self, trackers: list[EntryTracker]) -> None:
         """The ledger recorded and acked these entries: they no longer count against the capacity."""
