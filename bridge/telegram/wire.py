@@ -104,11 +104,14 @@ class KeepAlivePool:
                 body,
             )
         )
-        try:
-            async with asyncio.timeout(self.pool_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise WireTimeout("no free connection to the Bot API within the pool timeout") from None
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.pool_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise WireTimeout("no free connection to the Bot API within the pool timeout") from None
+        else:
+            await self._slots.acquire()  # free: no wait to bound
         try:
             while True:
                 connection = self._take()
@@ -170,7 +173,9 @@ class KeepAlivePool:
                 head = await connection.reader.readuntil(b"\r\n\r\n")
                 answered = True
                 status, length, chunked, keep = _parse_head(head)
-                if chunked:
+                if status in (204, 304):
+                    body = b""  # no body, whatever the headers say
+                elif chunked:
                     body = await _read_chunked(connection.reader)
                 elif length is not None:
                     body = await connection.reader.readexactly(length)
