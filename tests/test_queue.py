@@ -223,6 +223,22 @@ async def test_claim_then_hands_what_was_claimed_to_then(queue, new_entries):
     assert (claimed, result, seen) == ([], None, [3])  # nothing claimed: ``then`` does not run
 
 
+async def test_claim_then_keeps_the_claim_when_then_fails_in_the_database(queue, new_entries):
+    from django.db import connection
+
+    await queue.enqueue_batch(await new_entries(3))
+
+    def failing(items):
+        with connection.cursor() as cursor:  # on PostgreSQL this aborts the transaction it runs in
+            cursor.execute("SELECT no_such_column FROM bridge_event")
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever it is (the Redis tests have no database access)
+        await queue.claim_then("worker-1", 10, failing)
+
+    assert await queue.claim("worker-2", 10) == []  # still held by worker-1's claim
+    assert sum((await queue.depth()).values()) == 3
+
+
 async def test_retry_later_hides_the_entry_until_due_then_redelivers_it(queue, new_entries):
     [entry] = await new_entries(1)
     await queue.enqueue_batch([entry])

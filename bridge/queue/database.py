@@ -161,8 +161,18 @@ class DatabaseQueue(DurableQueue):
             return [], None
 
         def claim_and_then() -> tuple[list[Claimed], T | None]:
-            claimed = self._claim(consumer, count)
-            return claimed, (then(claimed) if claimed and then is not None else None)
+            # One transaction, one commit for both (a commit is a good part of a small claim's time); ``then``
+            # in a savepoint of its own, so that the claim stands whatever it does.
+            with transaction.atomic(using=self.using):
+                claimed = self._claim(consumer, count)
+                if not claimed or then is None:
+                    return claimed, None
+                try:
+                    with transaction.atomic(using=self.using):
+                        return claimed, then(claimed)
+                except Exception as exc:
+                    failure = exc
+            raise failure
 
         deadline = time.monotonic() + block_ms / 1000
         if block_ms > 0:
@@ -373,7 +383,8 @@ class DatabaseQueue(DurableQueue):
         if count <= 0:
             return []
         conn = connections[self.using]
-        with transaction.atomic(using=self.using):
+        # No savepoint inside claim_then's transaction: a failure here fails it whole, before anything else ran.
+        with transaction.atomic(using=self.using, savepoint=False):
             sql = _lease_sql(conn, _picked_sql(conn, condition, age))
             with conn.cursor() as cursor:
                 cursor.execute(
