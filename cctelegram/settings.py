@@ -237,7 +237,7 @@ if REDIS_URL:
                 # A receive blocks in BZPOPMIN for up to 5 s; redis-py's default socket timeout, also 5 s, would
                 # cut it short and fail every idle consumer (the workers' control channel) every few seconds.
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
-                "prefix": "cct:channels",
+                "prefix": f"{CC_TELEGRAM_REDIS_PREFIX}:channels",
                 "capacity": 1000,
                 "expiry": 30,
             },

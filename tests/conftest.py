@@ -40,8 +40,15 @@ def folders(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _own_redis_keys(settings, key_prefix):
-    """Queue streams and rate buckets of this test's own, whatever Redis the suite shares."""
+    """Queue streams, rate buckets and channel-layer groups of this test's own, whatever Redis the suite shares
+    (test files run side by side: one's workers must not reach another's dashboard)."""
     settings.CC_TELEGRAM_REDIS_PREFIX = key_prefix
+    layer = settings.CHANNEL_LAYERS["default"]
+    if "prefix" in layer.get("CONFIG", {}):
+        settings.CHANNEL_LAYERS = {
+            **settings.CHANNEL_LAYERS,
+            "default": {**layer, "CONFIG": {**layer["CONFIG"], "prefix": f"{key_prefix}:channels"}},
+        }
 
 
 @pytest.fixture(scope="session", autouse=True)

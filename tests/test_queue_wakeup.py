@@ -62,11 +62,13 @@ class WatchedQueue(DatabaseQueue):
 
 
 def child_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "cctelegram.settings",
-        "DATABASE_URL": child_database_url(),
+    """The child on this test's database queue, even where the suite has REDIS_URL (which would select Redis)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REDIS_URL", "CC_TELEGRAM_REDIS_URL")
     }
+    return {**env, "DJANGO_SETTINGS_MODULE": "cctelegram.settings", "DATABASE_URL": child_database_url()}
 
 
 async def new_entry() -> NewEntry:
