@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -267,6 +268,114 @@ def test_a_large_file_under_the_limit_is_read_whole(tmp_path):
     document = {"type": "x", "title": "t", "data": {"blob": blob}}
     (tmp_path / "big.json").write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     assert parse_file(tmp_path / "big.json").data["blob"] == blob
+
+
+KIB = 1024
+LIMIT = Limits().max_file_bytes
+
+
+def padded_event(size: int) -> bytes:
+    """A valid event of exactly `size` bytes (JSON allows trailing whitespace)."""
+    raw = event_bytes()
+    return raw + b" " * (size - len(raw))
+
+
+class ReadLog:
+    """os.read on the real file, recording (asked, got) per call; `grow` bytes are appended to the file just
+    before the first read, as a writer still appending after parse_file's fstat would."""
+
+    def __init__(self, path: Path, grow: int = 0) -> None:
+        self.path, self.grow, self.calls, self.real = path, grow, [], os.read
+
+    def __call__(self, fd: int, n: int) -> bytes:
+        if self.grow and not self.calls:
+            with self.path.open("ab") as writer:
+                writer.write(b" " * self.grow)
+        got = self.real(fd, n)
+        self.calls.append((n, len(got)))
+        return got
+
+    @property
+    def asked(self) -> list[int]:
+        return [n for n, _ in self.calls]
+
+    @property
+    def got(self) -> list[int]:
+        return [n for _, n in self.calls]
+
+
+def read_logged(path: Path, monkeypatch, grow: int = 0) -> tuple[ReadLog, Event | RejectedEvent]:
+    log = ReadLog(path, grow)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "read", log)
+        try:
+            return log, parse_file(path)
+        except RejectedEvent as refused:
+            return log, refused
+
+
+def test_a_small_file_is_read_in_one_call(tmp_path, monkeypatch):
+    path = tmp_path / "small.json"
+    path.write_bytes(padded_event(KIB))
+    log, event = read_logged(path, monkeypatch)
+    assert log.calls == [(KIB + 1, KIB)]  # one byte more than fstat said: the short read is end of file
+    assert event.title == "Tests green"
+
+
+@pytest.mark.parametrize("size", [256 * KIB + 1, 800_000, LIMIT])
+def test_a_large_file_is_read_in_chunks_of_64_to_256_kib_and_never_past_the_limit(
+    tmp_path, monkeypatch, size
+):
+    path = tmp_path / "large.json"
+    path.write_bytes(padded_event(size))
+    log, event = read_logged(path, monkeypatch)
+    assert event.title == "Tests green"
+    assert sum(log.got) == size
+    assert all(64 * KIB <= n <= 256 * KIB for n in log.asked[:-1])
+    assert log.asked[-1] <= 256 * KIB
+    assert sum(log.asked) <= LIMIT + 1
+    # Only the last read is short: it is the end of the file, not followed by an empty read to confirm it.
+    assert [got < asked for asked, got in log.calls] == [False] * (len(log.calls) - 1) + [True]
+
+
+@pytest.mark.parametrize("size", [KIB, 800_000, LIMIT])
+def test_a_file_growing_past_the_limit_while_read_is_refused_after_limit_plus_one_bytes(
+    tmp_path, monkeypatch, size
+):
+    path = tmp_path / "growing.json"
+    path.write_bytes(padded_event(size))
+    log, refused = read_logged(path, monkeypatch, grow=3 * LIMIT)
+    assert isinstance(refused, RejectedEvent)
+    assert (refused.code, refused.reason) == (
+        "too_large",
+        f"the event grew to at least {LIMIT + 1} bytes; the limit is {LIMIT}",
+    )
+    assert sum(log.got) == sum(log.asked) == LIMIT + 1
+    assert max(log.asked) <= 256 * KIB
+
+
+def test_a_file_growing_under_the_limit_while_read_is_read_to_its_end(tmp_path, monkeypatch):
+    path = tmp_path / "growing.json"
+    path.write_bytes(padded_event(KIB))
+    log, event = read_logged(path, monkeypatch, grow=300 * KIB)
+    assert event.title == "Tests green"
+    assert sum(log.got) == KIB + 300 * KIB
+    assert log.asked[0] == KIB + 1 and max(log.asked) <= 256 * KIB
+
+
+def test_a_file_at_the_limit_is_parsed_without_its_bytes_outliving_the_decode(tmp_path):
+    head = json.dumps({"type": "x", "title": "t", "data": {"blob": ""}}).encode()
+    path = tmp_path / "full.json"
+    path.write_bytes(head[:-3] + b"a" * (LIMIT - len(head)) + head[-3:])
+    tracemalloc.start()
+    try:
+        event = parse_file(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(event.data["blob"]) == LIMIT - len(head)
+    # Bytes and text while decoding, then text and the parsed value: never bytes, text and value together.
+    assert peak < 2.5 * LIMIT
 
 
 # --- data fields --------------------------------------------------------------------------------------------

@@ -64,7 +64,10 @@ def parse_file(path: Path, *, root: Path | None = None, limits: Limits = DEFAULT
                 "unsafe_path", f"{path.name} was replaced by a symlink while opened"
             ) from None
         raise RejectedEvent("unreadable", f"{path.name} cannot be read: {exc.strerror or exc}") from None
-    return parse_bytes(raw, origin="file", limits=limits)
+    text, digest, suspect = _decode(raw, limits)
+    # The bytes are done with: dropping them before json builds its objects takes a file's size off the peak.
+    del raw
+    return _parse_text(text, digest, suspect, "file", limits)
 
 
 def parse_bytes(raw: bytes | bytearray, *, origin: str = "file", limits: Limits = DEFAULT_LIMITS) -> Event:
@@ -73,11 +76,20 @@ def parse_bytes(raw: bytes | bytearray, *, origin: str = "file", limits: Limits 
     not_an_object, and those of parse_mapping)."""
     if len(raw) > limits.max_file_bytes:
         raise too_large(len(raw), limits)
+    return _parse_text(*_decode(raw, limits), origin, limits)
+
+
+def _decode(raw: bytes | bytearray, limits: Limits) -> tuple[str, str, bool]:
+    """The text of `raw`, its sha256 (hex), and whether it may hold bad text: all that needs the bytes."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RejectedEvent("invalid_utf8", f"not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
     check_depth(raw, limits.max_depth)
+    return text, hashlib.sha256(raw).hexdigest(), may_hold_bad_text(raw)
+
+
+def _parse_text(text: str, digest: str, suspect: bool, origin: str, limits: Limits) -> Event:
     try:
         obj = decode_json(text)
     except RecursionError:
@@ -88,9 +100,9 @@ def parse_bytes(raw: bytes | bytearray, *, origin: str = "file", limits: Limits 
         raise RejectedEvent("invalid_json", f"not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise RejectedEvent("not_an_object", f"the event must be a JSON object, not {_json_type(obj)}")
-    if may_hold_bad_text(raw):
+    if suspect:
         plain_json(obj, limits.max_depth)
-    return _build(obj, origin, hashlib.sha256(raw).hexdigest(), limits, None)
+    return _build(obj, origin, digest, limits, None)
 
 
 def parse_mapping(
@@ -229,19 +241,26 @@ def _check_length(name: str, value: str, limit: int) -> None:
 
 
 def _read_bounded(fd: int, size: int, limits: Limits) -> bytes | bytearray:
+    """The bytes of a regular file that fstat said holds `size` <= the limit, in one read when small and in
+    _CHUNK reads when large. Never more than limit + 1 bytes are asked for in all, so a file that grows while
+    it is read costs at most that much and is refused (too_large) as soon as it passes the limit. A short
+    read means end of file, which saves the empty read that would otherwise confirm it."""
+    limit = limits.max_file_bytes
     if size <= _SMALL_FILE:
-        # One syscall: asking for one byte more than fstat said, a short read means end of file.
+        # Asking for one byte more than fstat said: a short read means end of file, so one syscall in all.
         first = os.read(fd, size + 1)
         if len(first) <= size:
             return first
         buffer = bytearray(first)
     else:
         buffer = bytearray()
-    while chunk := os.read(fd, _CHUNK):
+    while len(buffer) <= limit:
+        want = min(_CHUNK, limit + 1 - len(buffer))
+        chunk = os.read(fd, want)
         buffer += chunk
-        if len(buffer) > limits.max_file_bytes:
-            raise too_large(len(buffer), limits, growing=True)
-    return buffer
+        if len(chunk) < want:
+            return buffer
+    raise too_large(len(buffer), limits, growing=True)
 
 
 def _open_target(path: Path, root: Path | None) -> str | Path:
@@ -267,6 +286,8 @@ _TYPE_RE = re.compile(r"[a-z0-9_]{1,64}")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer"}
 _JSON_TYPES.update({float: "a number", type(None): "null"})
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# Up to 256 KiB a single read costs less than a loop; past it, reads of 256 KiB bound what one read holds
+# (and what a growing file can add) while keeping the syscalls for a 1 MiB file to five.
 _SMALL_FILE = 256 * 1024
 _CHUNK = 256 * 1024
 _RESOURCE_ERRORS = frozenset(
