@@ -17,6 +17,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from django.conf import settings
+from django.core.cache import caches
+
 from bridge import metrics
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,14 @@ class TieredCache:
         """Apply new limits without dropping what still fits."""
         self.max_entries, self.ttl, self.validate_checksums = max_entries, ttl_seconds, validate_checksums
         self._evict()
+
+    def apply(self, s) -> None:
+        """Take a BridgeSettings row's cache knobs, live."""
+        self.configure(
+            max_entries=s.cache_max_entries,
+            ttl_seconds=s.cache_ttl_seconds,
+            validate_checksums=s.cache_validate_checksums,
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -150,7 +161,7 @@ class TieredCache:
         return pickle.loads(body)
 
     def _l2_key(self, key: str) -> str:
-        return f"{self.namespace}:{key}"
+        return _shared_key(self.namespace, key)
 
     def _evict(self) -> None:
         while len(self._entries) > self.max_entries:
@@ -164,3 +175,36 @@ class TieredCache:
     def hit_rate(self) -> float:
         looked = self.stats["l1_hit"] + self.stats["l1_miss"]
         return self.stats["l1_hit"] / looked if looked else 0.0
+
+
+# --- one cache per worker --------------------------------------------------------------------------------------
+def build_cache() -> TieredCache:
+    """A worker's cache: L2 is the Django cache (django-redis) when REDIS_URL is set, none otherwise (a local-memory
+    L2 would only repeat L1 in the same process)."""
+    return TieredCache(l2=_shared_tier(), namespace=_namespace())
+
+
+def forget_shared(key: str) -> None:
+    """Drop ``key`` from L2, from synchronous code in any process (a settings save in the web process).
+
+    Never raises: with Redis away the entry expires with its TTL, and workers still re-read on their heartbeat.
+    """
+    l2 = _shared_tier()
+    if l2 is None:
+        return
+    try:
+        l2.delete(_shared_key(_namespace(), key))
+    except Exception as exc:
+        logger.warning("L2 cache delete failed: %s", exc)
+
+
+def _shared_tier():
+    return caches["default"] if settings.REDIS_URL else None
+
+
+def _namespace() -> str:
+    return f"{settings.CC_TELEGRAM_REDIS_PREFIX}:cache"
+
+
+def _shared_key(namespace: str, key: str) -> str:
+    return f"{namespace}:{key}"

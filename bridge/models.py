@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import F
 
+from bridge.events.limits import DEFAULT_LIMITS, Limits
 from bridge.events.priority import Priority
 
 
 def _range(low: int | float, high: int | float) -> list:
     return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+# The environment gives the settings row its first values (the row is created with them); from then on the row is
+# what counts, so a value an operator saves in the admin wins over the environment. Callables: read when the row
+# is created, never at import.
+def environment_timezone() -> str:
+    return settings.CC_TELEGRAM_TIMEZONE
+
+
+def environment_message_style() -> str:
+    return settings.CC_TELEGRAM_MESSAGE_STYLE
 
 
 class Mode(models.TextChoices):
@@ -57,13 +71,15 @@ class BridgeSettings(models.Model):
     message_style = models.CharField(
         max_length=8,
         choices=MessageStyle.choices,
-        default=MessageStyle.CONCISE,
-        help_text="detailed shows every known data field; concise keeps messages short enough to read on a lock screen.",
+        default=environment_message_style,
+        help_text="detailed shows every known data field; concise keeps messages short enough to read on a lock "
+        "screen. Starts as CC_TELEGRAM_MESSAGE_STYLE; the value saved here wins over it.",
     )
     timezone = models.CharField(
         max_length=64,
-        default="UTC",
-        help_text="IANA zone used for times shown in messages, e.g. Europe/Berlin.",
+        default=environment_timezone,
+        help_text="IANA zone used for times shown in messages, e.g. Europe/Berlin. Starts as CC_TELEGRAM_TIMEZONE; "
+        "the value saved here wins over it.",
     )
     approval_timeout_seconds = models.PositiveIntegerField(
         default=600,
@@ -212,6 +228,25 @@ class BridgeSettings(models.Model):
         help_text="When this many normal or low priority messages wait for one chat, they are merged into one digest.",
     )
 
+    # Event limits: what the watcher accepts; a file past them is quarantined in events/failed/ with the reason.
+    event_max_bytes = models.PositiveIntegerField(
+        default=DEFAULT_LIMITS.max_file_bytes,
+        validators=_range(1024, 64 * 1_048_576),
+        help_text="Largest event file, in bytes. Larger lets agents send big logs and diffs; every accepted byte is "
+        "held in memory while parsed, stored in the queue and split into Telegram messages of 4,096 characters.",
+    )
+    event_max_description = models.PositiveIntegerField(
+        default=DEFAULT_LIMITS.max_description,
+        validators=_range(100, 1_000_000),
+        help_text="Longest description, in characters. 100,000 characters already take about 25 Telegram messages.",
+    )
+    event_max_depth = models.PositiveSmallIntegerField(
+        default=DEFAULT_LIMITS.max_depth,
+        validators=_range(2, 100),
+        help_text="Deepest nesting of objects and lists in an event (the event itself is level 1, its data level "
+        "2). The bound protects the parser's stack from hostile files.",
+    )
+
     # Auto-tuning
     autotune_enabled = models.BooleanField(
         default=False, help_text="Let the auto-tuner adjust compression, cache and rate within bounds."
@@ -241,6 +276,12 @@ class BridgeSettings(models.Model):
             self.version = F("version") + 1
         super().save(*args, **kwargs)
         self.refresh_from_db(fields=["version"])
+        # Running workers drop their cached copy on the "settings changed" message; a worker started later must not
+        # find the old row in the shared cache tier either (its message went to nobody). Dropped now, not on commit:
+        # a worker reading the row meanwhile gets the old one either way, and is told of the change after the commit.
+        from bridge.cache import forget_shared
+
+        forget_shared(self.cache_key())
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Bridge settings cannot be deleted; change their values instead.")
@@ -260,8 +301,24 @@ class BridgeSettings(models.Model):
 
     @classmethod
     def load(cls) -> BridgeSettings:
+        """The row, created on first use with the defaults (timezone and message style from the environment)."""
         obj, _ = cls.objects.get_or_create(pk=cls.SINGLETON_PK)
         return obj
+
+    @classmethod
+    def cache_key(cls) -> str:
+        """The row's key in the workers' cache. It names the fields: a row cached by code with other fields (another
+        release, during a rolling upgrade) is never read as this one, with fields missing."""
+        names = ",".join(f.attname for f in cls._meta.concrete_fields)
+        return f"settings:{hashlib.blake2b(names.encode(), digest_size=6).hexdigest()}"
+
+    def event_limits(self) -> Limits:
+        """What the watcher accepts under these settings."""
+        return Limits(
+            max_file_bytes=self.event_max_bytes,
+            max_description=self.event_max_description,
+            max_depth=self.event_max_depth,
+        )
 
     def as_dict(self) -> dict:
         """Every knob by name, for audit entries and for workers."""

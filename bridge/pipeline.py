@@ -17,8 +17,8 @@ from pathlib import Path
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 
+from bridge.cache import TieredCache, build_cache
 from bridge.compression import Compressor
-from bridge.events.parse import Limits
 from bridge.ingest.ingestor import Ingestor
 from bridge.ingest.store import EventStore
 from bridge.ingest.watcher import FileSource
@@ -48,6 +48,7 @@ class Pipeline:
         queue: DurableQueue | None = None,
         sender_factory=None,
         name: str | None = None,
+        cache: TieredCache | None = None,
     ) -> None:
         self.name = name or worker_name()
         self.events_dir = Path(events_dir or django_settings.CC_TELEGRAM_EVENTS_DIR)
@@ -56,22 +57,38 @@ class Pipeline:
         self.store = EventStore(self.queue)
         self.paths: asyncio.Queue[Path] = asyncio.Queue(maxsize=100)
         self.source = FileSource(self.events_dir, self.paths)
-        self.ingestor = Ingestor(self.events_dir, self.store, self.source, limits=Limits())
+        # Limits are the parser's defaults until the settings are applied (load_settings, before any file is read).
+        self.ingestor = Ingestor(self.events_dir, self.store, self.source)
         self.sender = sender_factory(self) if sender_factory else None
+        # One cache per worker: the sender's (recipients, rendered messages) holds the settings row too.
+        self.cache = cache or (self.sender.cache if self.sender is not None else build_cache())
         self.settings_version = 0
         self._tasks: list[asyncio.Task] = []
 
     # --- settings ----------------------------------------------------------------------------------------------
     async def load_settings(self) -> BridgeSettings:
-        current = await sync_to_async(BridgeSettings.load)()
+        """Read the settings row through the cache and apply it to every stage; returns it.
+
+        The first call (start, ``run_once``) warms the cache: another worker's copy in L2 saves the database read.
+        Every later call comes from a newer version known to exist (a "settings changed" message, or the heartbeat
+        seeing the version move), so the cached row is dropped from both tiers first, as the recipients are on
+        "recipients changed". Saving the row drops it from L2 as well (BridgeSettings.save), so a worker starting
+        after a change it was not told about does not apply the old row.
+        """
+        key = BridgeSettings.cache_key()
+        if self.settings_version:
+            await self.cache.invalidate(key, shared=True)
+        current = await self.cache.get_or_load(key, sync_to_async(BridgeSettings.load), shared=True)
         self.apply(current)
         return current
 
     def apply(self, s: BridgeSettings) -> None:
         """Apply a settings row to every stage, without a restart."""
+        self.cache.apply(s)
         self.compressor.set_level(s.compression_level)
         self.compressor.set_min_bytes(s.compression_min_bytes)
         self.ingestor.batch_size = s.queue_batch_size
+        self.ingestor.limits = s.event_limits()
         self.source.retune(
             debounce_ms=s.watcher_debounce_ms,
             step_ms=s.watcher_step_ms,

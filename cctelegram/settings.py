@@ -76,6 +76,9 @@ CC_TELEGRAM_POOL_SIZE = env_int("CC_TELEGRAM_POOL_SIZE", 16, minimum=1, maximum=
 # Seconds a send waits for the Bot API's answer before it counts as timed out and is retried. Shorter frees a
 # stalled chat sooner; too short fails sends that were merely slow (and may then arrive twice).
 CC_TELEGRAM_API_TIMEOUT = env_int("CC_TELEGRAM_API_TIMEOUT", 10, minimum=1, maximum=600)
+# How messages look: the first values of BridgeSettings.message_style and .timezone (the settings row is created
+# with them, and a row from before they were read adopts them unless an operator changed it). A value saved in the
+# admin wins over them. A zone unknown to the zone database stops the start here, not at the first message.
 CC_TELEGRAM_MESSAGE_STYLE = env_str("CC_TELEGRAM_MESSAGE_STYLE", "concise", choices=("concise", "detailed"))
 CC_TELEGRAM_TIMEZONE = env_timezone("CC_TELEGRAM_TIMEZONE", "UTC")
 CC_TELEGRAM_METRICS_TOKEN = env_secret("CC_TELEGRAM_METRICS_TOKEN")

@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 
 from bridge.cache import TieredCache
+from bridge.models import bump_settings
+from bridge.pipeline import Pipeline
+from bridge.worker import WorkerHost
+from tests.test_settings_wiring import save_in_admin, wait_for
 
 
 class Clock:
@@ -135,3 +141,74 @@ async def test_a_corrupted_l2_entry_is_refused_when_checksums_are_validated():
     loads = []
     assert await reader.get_or_load("k", loader(loads, {"x": 2}), shared=True) == {"x": 2}
     assert loads == [{"x": 2}]
+
+
+# --- the settings row, as workers read it ----------------------------------------------------------------------
+@pytest.fixture
+def shared_cache(settings, folders, redis_url, key_prefix):
+    """Workers as deployed with Redis: REDIS_URL set and django-redis as Django's cache (this test's own keys)."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": key_prefix,
+        }
+    }
+    yield caches["default"]
+    caches["default"].delete_pattern("*")
+
+
+def tiers(pipeline: Pipeline) -> dict:
+    return {name: pipeline.cache.stats[name] for name in ("l1_miss", "l2_hit", "l2_miss", "loads")}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_warms_the_settings_at_start_and_the_next_one_reads_them_from_l2(shared_cache):
+    first = Pipeline()
+    await first.start()
+    await first.stop()
+    assert tiers(first) == {"l1_miss": 1, "l2_hit": 0, "l2_miss": 1, "loads": 1}
+
+    second = Pipeline()  # another worker: its own L1, the same Redis
+    await second.start()
+    await second.stop()
+    assert tiers(second) == {"l1_miss": 1, "l2_hit": 1, "l2_miss": 0, "loads": 0}
+    assert second.settings_version == first.settings_version == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_saving_settings_in_the_admin_makes_a_running_worker_read_them_again(
+    shared_cache, admin_client
+):
+    host = WorkerHost(Pipeline())
+    await host.start()
+    try:
+        await sync_to_async(save_in_admin)(admin_client, compression_level=9)
+        await wait_for(lambda: host.pipeline.compressor.level == 9)
+        # Its cached row was dropped on the change notice: the new one came from the database, not from a tier.
+        assert tiers(host.pipeline) == {"l1_miss": 2, "l2_hit": 0, "l2_miss": 2, "loads": 2}
+    finally:
+        await host.stop()
+
+    later = Pipeline()
+    current = await later.load_settings()
+    await later.queue.close()
+    assert (current.version, current.compression_level) == (2, 9)
+    assert tiers(later)["l2_hit"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_started_after_a_change_nobody_heard_does_not_read_the_old_row(shared_cache):
+    before = Pipeline()
+    await before.load_settings()
+    await before.queue.close()
+    await sync_to_async(bump_settings)(
+        "alice", mode="muted"
+    )  # no worker listening: the save drops the L2 copy
+
+    later = Pipeline()
+    current = await later.load_settings()
+    await later.queue.close()
+    assert (current.version, current.mode) == (2, "muted")
+    assert tiers(later) == {"l1_miss": 1, "l2_hit": 0, "l2_miss": 1, "loads": 1}
