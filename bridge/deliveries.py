@@ -6,6 +6,7 @@ after a retry, a crash and reclaim, or a requeued dead letter.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class Pending:
     chat_id: int
     recipient_pk: int
     attempts: int
+    message_ids: tuple[int, ...] = ()
+    """The parts of a split message already sent (recorded before their retry): a retry sends the rest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,16 +104,25 @@ def prepare(routed_by_event: dict[int, list[tuple[Target, bool]]]) -> dict[int, 
                 rows,
             )
         cursor.execute(
-            f"SELECT d.{q('event_id')}, d.{q('id')}, r.{q('chat_id')}, d.{q('recipient_id')}, d.{q('attempts')} "
+            f"SELECT d.{q('event_id')}, d.{q('id')}, r.{q('chat_id')}, d.{q('recipient_id')}, d.{q('attempts')}, "
+            f"d.{q('message_ids')} "
             f"FROM {table} d JOIN {recipients} r ON r.{q('id')} = d.{q('recipient_id')} "
             f"WHERE d.{q('event_id')} IN ({', '.join(['%s'] * len(event_pks))}) "
             f"AND d.{q('status')} NOT IN ({', '.join(['%s'] * len(TERMINAL))}) "
             f"ORDER BY d.{q('event_id')}, d.{q('id')}",
             [*event_pks, *TERMINAL],
         )
-        for event_pk, pk, chat_id, recipient_pk, attempts in cursor.fetchall():
-            pending[event_pk].append(Pending(pk, chat_id, recipient_pk, attempts))
+        for event_pk, pk, chat_id, recipient_pk, attempts, message_ids in cursor.fetchall():
+            pending[event_pk].append(Pending(pk, chat_id, recipient_pk, attempts, _ids(message_ids)))
     return pending
+
+
+def _ids(stored: str | list | None) -> tuple[int, ...]:
+    """A message_ids column as read by a raw cursor: JSON text (SQLite; Django's PostgreSQL connections load
+    jsonb as text too), or already a list."""
+    if not stored or stored == "[]":  # every delivery not yet part-sent: no JSON parsing on the hot path
+        return ()
+    return tuple(json.loads(stored) if isinstance(stored, str) else stored)
 
 
 def record(outcomes: Iterable[Outcome]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -12,14 +13,17 @@ import pytest
 
 from bridge.events.catalog import CATALOG
 from bridge.models import BridgeSettings, Delivery, Event, Recipient
+from bridge.operations import typed_event
 from bridge.pipeline import Pipeline
+from bridge.queue import get_queue
+from bridge.queue.base import NewEntry
 from bridge.telegram.send import build_sender
 from tests.emulator_fixtures import TEST_TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
-ALICE, BOB = 111111, 222222
+ALICE, BOB, CAROL = 111111, 222222, 333333
 
 
 @pytest.fixture
@@ -53,6 +57,12 @@ class World:
 
     def texts(self, chat_id: int) -> list[str]:
         return [m["message"]["text"] for m in self.emulator.state.sent_messages(chat_id)]
+
+    def calls(self, method: str) -> list[dict]:
+        """The emulator's log of ``method`` calls, over its control API."""
+        response = httpx.get(f"{self.emulator.control_url}/calls", params={"method": method})
+        response.raise_for_status()
+        return response.json()["calls"]
 
     def control(self, path: str, body: dict) -> dict:
         response = httpx.post(f"{self.emulator.control_url}{path}", json=body)
@@ -191,22 +201,118 @@ async def test_a_normal_backlog_is_merged_into_a_digest_and_approvals_jump_the_l
     assert approval_position <= 1
 
 
-async def test_a_delivery_recorded_as_sent_is_not_sent_again_after_a_crash(world):
+async def test_a_delivery_recorded_as_sent_is_not_sent_again_when_its_entry_comes_back(world):
     world.drop("info_notification", "only once")
     await world.run()
-    assert len(world.texts(ALICE)) == 1
-    # The worker died after recording the send but before its ack: the entry comes back.
+    assert len(world.calls("sendMessage")) == 1
+    assert (await Delivery.objects.aget()).status == "sent"
+    # The worker died after recording the send, before its ack (on Redis these are two writes): the queue hands
+    # the event's entry out again, to the next worker.
     event = await Event.objects.aget()
-    from bridge.operations import requeue_events
-    from bridge.queue import get_queue
-
     queue = get_queue()
-    await Delivery.objects.filter(event=event).aupdate(status="failed")
-    await Delivery.objects.filter(event=event).aupdate(status="sent")
-    await requeue_events(queue, [event.pk])  # nothing failed or dead: nothing to requeue
+    await queue.enqueue_batch(
+        [NewEntry(event.pk, f"{event.event_id}#again", event.priority, typed_event(event).to_json())]
+    )
     await queue.close()
     await world.run()
-    assert len(world.texts(ALICE)) == 1
+    assert len(world.calls("sendMessage")) == 1
+    assert (await Event.objects.aget()).status == "done"
+    queue = get_queue()
+    assert sum((await queue.depth()).values()) == 0  # the entry that came back was acked
+    await queue.close()
+
+
+async def test_after_a_global_flood_answer_no_chat_is_sent_to_until_retry_after_has_passed(world):
+    # The bridge's own limits let Alice have 2 messages a second and the bot far more, so that the emulator's
+    # global limit, 2 a second, is what refuses.
+    await sync_tune(rate_per_chat_per_second=2, rate_global_per_second=1000, digest_threshold=1000)
+    await Recipient.objects.acreate(chat_id=CAROL, display_name="carol", sources="project-c")
+    world.control(
+        "/limits",
+        {"enabled": True, "global_per_second": 2, "per_chat_per_second": 100, "per_chat_burst": 100},
+    )
+    # Carol's first message reaches the emulator 0.8 s late, after Alice's two of that second (at 0 and 0.55
+    # s): refused, though Carol had nothing else sent, so by the bot-wide limit. Alice's third is due at 1.1 s.
+    world.control("/faults", {"method": "sendMessage", "chat_id": CAROL, "delay_ms": 800, "fail_next": 1})
+    world.drop("info_notification", "for carol too", source="project-c")
+    world.drop("info_notification", "alice 1")
+    world.drop("info_notification", "alice 2")
+    await world.run()
+    calls = world.calls("sendMessage")
+    refused = [call for call in calls if call["status"] == 429]
+    assert refused and refused[0]["params"]["chat_id"] == CAROL
+    retry_after = int(refused[0]["description"].rsplit(" ", 1)[1])  # "Too Many Requests: retry after N"
+    later = [call for call in calls if call["seq"] > refused[0]["seq"]]
+    assert later and all(call["time"] >= refused[0]["time"] + retry_after for call in later)
+    assert (len(world.texts(ALICE)), len(world.texts(CAROL))) == (3, 1)
+
+
+@pytest.mark.parametrize("status", [502, 429])
+async def test_a_split_message_whose_second_part_fails_is_resumed_not_sent_again_from_the_start(
+    world, status
+):
+    await sync_tune(retry_base_delay_ms=20, retry_max_delay_ms=100, rate_per_chat_per_second=100)
+    # The first part goes through (a 1 ms delay uses up the first rule); the second fails once.
+    world.control(
+        "/faults",
+        {
+            "rules": [
+                {"method": "sendMessage", "chat_id": ALICE, "delay_ms": 1, "fail_next": 1},
+                {
+                    "method": "sendMessage",
+                    "chat_id": ALICE,
+                    "status": status,
+                    "retry_after": 1,
+                    "fail_next": 1,
+                },
+            ]
+        },
+    )
+    world.drop("info_notification", "long report", description=LONG)
+    await world.run()
+    await assert_each_part_received_once(world)
+    delivery = await Delivery.objects.aget()
+    assert (delivery.status, delivery.attempts) == ("sent", 1 if status == 429 else 2)
+
+
+async def test_parts_on_the_books_let_the_next_worker_send_only_the_rest(world):
+    await sync_tune(rate_per_chat_per_second=100)
+    # The second part is refused for 5 s; the worker is stopped meanwhile and hands its entry back. (Shared
+    # through Redis, the chat's penalty holds the next worker back too, for the rest of the 5 s.)
+    world.control(
+        "/faults",
+        {
+            "rules": [
+                {"method": "sendMessage", "chat_id": ALICE, "delay_ms": 1, "fail_next": 1},
+                {"method": "sendMessage", "chat_id": ALICE, "status": 429, "retry_after": 5, "fail_next": 1},
+            ]
+        },
+    )
+    world.drop("info_notification", "long report", description=LONG)
+    pipeline = Pipeline(sender_factory=build_sender)
+    await pipeline.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (delivery := await Delivery.objects.afirst()) or not delivery.message_ids:
+            assert time.monotonic() < deadline, "the first part was not recorded"
+            await asyncio.sleep(0.02)
+    finally:
+        await pipeline.stop(timeout=0.1)
+    delivery = await Delivery.objects.aget()
+    assert (delivery.status, len(delivery.message_ids)) == ("sending", 1)
+    await world.run()  # a new worker: it knows only what the database says
+    await assert_each_part_received_once(world)
+    assert (await Delivery.objects.aget()).status == "sent"
+
+
+LONG = "\n".join(f"line {i:04d} " + "word " * 20 for i in range(90))  # ~10,000 characters: three parts
+
+
+async def assert_each_part_received_once(world: World) -> None:
+    texts = world.texts(ALICE)
+    assert [t.splitlines()[0] for t in texts] == ["(1/3)", "(2/3)", "(3/3)"]
+    sent_ids = [m["message"]["message_id"] for m in world.emulator.state.sent_messages(ALICE)]
+    assert (await Delivery.objects.aget()).message_ids == sent_ids
 
 
 async def test_the_breaker_opens_on_repeated_failures_and_closes_after_recovery(world):

@@ -7,6 +7,7 @@ import logging
 import socket
 import traceback
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -32,6 +33,11 @@ async def transport(emulator):  # noqa: F811
 def add_fault(emulator, **rule) -> None:  # noqa: F811
     with emulator.state.lock:
         emulator.state.faults.add(FaultRule.from_json(rule))
+
+
+def set_limits(emulator, **limits) -> None:  # noqa: F811
+    """Telegram-like flood limits at the emulator, through its control API."""
+    httpx.post(f"{emulator.control_url}/limits", json=limits).raise_for_status()
 
 
 async def send_error(
@@ -73,12 +79,46 @@ async def test_reply_to_a_missing_message_still_sends(transport, emulator):  # n
 async def test_flood_answer_is_temporary_with_retry_after(transport, emulator, monkeypatch, timedelta_form):  # noqa: F811
     if timedelta_form:
         monkeypatch.setenv("PTB_TIMEDELTA", "true")  # python-telegram-bot's future default
+    await transport.send_message(42, "just before")  # the chat is busy: the 429 may be its own limit's
     add_fault(emulator, method="sendMessage", status=429, retry_after=7)
 
     error = await send_error(transport)
 
     assert (error.permanent, error.reason, error.retry_after) == (False, "rate_limited", 7.0)
     assert not error.global_limit
+
+
+async def test_a_429_for_a_chat_over_its_own_flood_limit_is_that_chats(transport, emulator):  # noqa: F811
+    set_limits(emulator, enabled=True, per_chat_per_second=1, per_chat_burst=1, global_per_second=30)
+    await transport.send_message(42, "first")
+
+    error = await send_error(transport, 42, "second, at once")
+
+    assert error.retry_after and not error.global_limit
+
+
+async def test_a_429_for_a_chat_that_sent_nothing_within_its_limits_is_the_bots_global_limit(
+    transport,
+    emulator,  # noqa: F811
+):
+    set_limits(emulator, enabled=True, per_chat_per_second=100, per_chat_burst=100, global_per_second=1)
+    await transport.send_message(42, "fills the bot's second")
+
+    error = await send_error(transport, 43, "first to this chat")
+
+    assert error.retry_after and error.global_limit
+
+
+async def test_a_429_for_a_group_that_had_a_minutes_worth_of_sends_is_that_groups(transport, emulator):  # noqa: F811
+    group = -100123
+    for n in range(20):  # Telegram's 20 messages a minute to one group
+        await transport.send_message(group, f"update {n}")
+    await asyncio.sleep(1.05)  # past the one-second per-chat window, not the group's minute
+    add_fault(emulator, method="sendMessage", status=429, retry_after=40)
+
+    error = await send_error(transport, group)
+
+    assert error.retry_after == 40.0 and not error.global_limit
 
 
 async def test_flood_answer_without_a_chat_is_global(transport, emulator):  # noqa: F811

@@ -3,7 +3,8 @@
 Contract with the stages around it: the transport either returns or raises TransportError saying whether the
 failure is permanent; the sender decides what follows (retry with backoff, wait out a 429, follow a chat migration,
 dead-letter) and records every outcome before the queue entry is acked, so a crash at any point resends at most
-what was not yet recorded as sent.
+what was not yet recorded as sent. A message split in parts has the parts already out recorded before it is tried
+again, so that its retry, by this worker or the next, sends only the rest.
 """
 
 from __future__ import annotations
@@ -82,12 +83,24 @@ class TakenIn:
 
 @dataclass(eq=False)
 class EntryTracker:
-    """A claimed queue entry and how many of its deliveries are still open."""
+    """A claimed queue entry and how many of its deliveries are still open.
+
+    ``parts_sent``: per delivery of a message split in parts, the ids of the parts already out (None while no
+    delivery of the entry has any), so that a retry sends only the rest."""
 
     item: Claimed
     event: Event
     open: int
     approval: Approval | None = None
+    parts_sent: dict[int, tuple[int, ...]] | None = None
+
+    def parts_of(self, delivery_pk: int) -> tuple[int, ...]:
+        return self.parts_sent.get(delivery_pk, ()) if self.parts_sent else ()
+
+    def note_parts(self, delivery_pk: int, message_ids: tuple[int, ...]) -> None:
+        if self.parts_sent is None:
+            self.parts_sent = {}
+        self.parts_sent[delivery_pk] = message_ids
 
 
 class Sender:
@@ -331,6 +344,8 @@ class Sender:
             if not jobs:
                 self.ledger.note([], [tracker])  # everything already sent (a crash before the ack): close it
             for p in jobs:
+                if p.message_ids:  # part-sent before a crash or a hand-back: resume after those parts
+                    tracker.note_parts(p.delivery_pk, p.message_ids)
                 self._enqueue(
                     Job(p.delivery_pk, p.recipient_pk, p.chat_id, event, tracker, attempts=p.attempts)
                 )
@@ -435,13 +450,15 @@ class Sender:
             rendered = await self._render(jobs[0].event, approval.token if approval else None, size)
             parts, parse_mode = rendered.parts, rendered.parse_mode
             keyboard = rendered.markup
+        # A message split in parts resumes after those already out (none, for every one-part message).
+        resumed = () if digest else jobs[0].entry.parts_of(jobs[0].delivery_pk)
         # Half-open lets one trial through at a time; everyone else waits for its verdict.
         while not self.breaker.allow():
             await asyncio.sleep(max(self.breaker.retry_in(), 0.05))
-        message_ids: list[int] = []
+        message_ids: list[int] = list(resumed)
         sending = 0.0
         try:
-            for index, part in enumerate(parts):
+            for index, part in enumerate(parts[len(resumed) :], len(resumed)):
                 last = index == len(parts) - 1
                 async with self._turn(chat_id):
                     started = time.perf_counter()
@@ -454,7 +471,11 @@ class Sender:
                 message_ids.append(sent.message_id)
         except TransportError as error:
             metrics.SEND_SECONDS.observe(sending)
-            await self._failed(chat_id, jobs, error)
+            parts_out = ()
+            if not digest and len(message_ids) > len(resumed):  # parts went out before this one failed
+                parts_out = tuple(message_ids)
+                jobs[0].entry.note_parts(jobs[0].delivery_pk, parts_out)
+            await self._failed(chat_id, jobs, error, parts_sent=parts_out)
             return
         metrics.SEND_SECONDS.observe(sending)
         self.breaker.record_success()
@@ -496,12 +517,26 @@ class Sender:
                     yield
                     return
 
-    async def _failed(self, chat_id: int, jobs: list[Job], error: TransportError) -> None:
+    async def _failed(
+        self, chat_id: int, jobs: list[Job], error: TransportError, *, parts_sent: tuple[int, ...] = ()
+    ) -> None:
+        """Decide what follows a failed send. ``parts_sent``: the ids of a split message's parts out so far, when
+        this try sent some (``jobs`` is then that one message's job): they are on the books before the message is
+        tried again, so that the retry, here or after a crash, sends only the rest."""
         box = self.outboxes.setdefault(chat_id, Outbox())
+
+        def outcome(job: Job, status: str, attempts: int) -> deliveries.Outcome:
+            return deliveries.Outcome(job.delivery_pk, status, attempts, str(error), parts_sent)
+
         if error.retry_after:
             self.breaker.record_success()  # the Bot API answered: it is up, just busy
             metrics.throttled()
-            await self.limiter.penalize(chat_id, error.retry_after)
+            # Telegram's 429 does not say which limit it enforces; the transport tells (TransportError).
+            await self.limiter.penalize(chat_id, error.retry_after, global_=error.global_limit)
+            if parts_sent:
+                await self.ledger.written(
+                    self.ledger.note([outcome(jobs[0], Delivery.Status.SENDING, jobs[0].attempts)])
+                )
             for job in jobs:  # Telegram asked us to wait: not the message's fault, no attempt used.
                 box.put(job, not_before=time.monotonic() + error.retry_after)
             return
@@ -521,16 +556,14 @@ class Sender:
             attempts = job.attempts + 1
             if error.permanent or attempts > self.settings.retry_attempts:
                 metrics.DEAD.inc()
-                outcomes.append(
-                    (job, deliveries.Outcome(job.delivery_pk, Delivery.Status.DEAD, attempts, str(error)))
-                )
+                outcomes.append((job, outcome(job, Delivery.Status.DEAD, attempts)))
             else:
                 metrics.RETRIED.inc()
                 job.attempts = attempts
                 # Written before any later outcome of the same delivery: the ledger keeps the order of notes.
-                self.ledger.note(
-                    [deliveries.Outcome(job.delivery_pk, Delivery.Status.FAILED, attempts, str(error))]
-                )
+                ticket = self.ledger.note([outcome(job, Delivery.Status.FAILED, attempts)])
+                if parts_sent:
+                    await self.ledger.written(ticket)
                 box.put(job, not_before=time.monotonic() + self.backoff(attempts))
         if outcomes:
             self._settle(outcomes)

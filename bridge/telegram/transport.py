@@ -19,7 +19,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 import warnings
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -60,6 +62,14 @@ _URL_LOGGERS = (
     "telegram.request.HTTPXRequest",
 )
 
+# Telegram's own per-chat limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
+# about one message a second to a chat, twenty a minute to a group. Its 429 does not say which limit it enforces,
+# so a 429 for a chat that had no call within these windows is taken for the bot-wide limit (see _ChatActivity).
+CHAT_WINDOW_SECONDS = 1.0
+GROUP_WINDOW_SECONDS, GROUP_WINDOW_CALLS = 60.0, 20
+# Failures after which the call may still have reached Telegram, and so count against the chat's limits.
+_MAYBE_DELIVERED = frozenset({"timeout", "network"})
+
 Keyboard = list[list[dict[str, str]]]
 """Inline keyboard rows; a button is {"text", "callback_data"} or {"text", "url"}."""
 
@@ -70,7 +80,9 @@ class TransportError(Exception):
     `permanent`: sending the same request again will fail the same way (blocked, chat not found, bad request,
     bad token); otherwise a later retry may succeed. `retry_after`: seconds Telegram asked us to wait (429).
     `migrate_to_chat_id`: the group became this supergroup; resend there. `global_limit`: a 429 that belongs
-    to no chat (the call had none), so the whole bot should wait. `reason` is a short stable code for
+    to no chat, so the whole bot should wait: the call had no chat, or its chat was within Telegram's per-chat
+    limits (nothing sent to it in the last CHAT_WINDOW_SECONDS, nor GROUP_WINDOW_CALLS to a group in the last
+    GROUP_WINDOW_SECONDS), so only the bot-wide limit can have refused it. `reason` is a short stable code for
     metrics and dead-letter records: rate_limited, migrated, blocked, chat_not_found, bad_request,
     invalid_token, conflict, timeout, network, server_error, file_error, unexpected ("error" when a fake
     transport in a test does not say).
@@ -149,6 +161,40 @@ def _install_token_mask(token: str) -> None:
             log.addFilter(_token_mask)
 
 
+class _ChatActivity:
+    """When calls to each chat were made that may have sent something: what tells a 429 for one chat (Telegram's
+    per-chat limit) from one for the whole bot (its global limit), since Telegram's answer is the same for both.
+
+    Only this process's calls are seen: a chat another worker sent to a moment ago looks quiet here, and its 429
+    is then taken for the global one. The cost of that mistake is one retry_after of pause for every chat; the
+    shared limiter keeps such a per-chat 429 rare (it spaces every worker's sends to a chat).
+    """
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        # chat -> start times of its latest calls: the last one for a private chat, a group window's worth for a
+        # group (a bounded deque each; chats are the bot's recipients, a small set).
+        self._calls: dict[int, deque[float]] = {}
+
+    def called(self, chat_id: int, started: float) -> None:
+        calls = self._calls.get(chat_id)
+        if calls is None:
+            calls = self._calls[chat_id] = deque(maxlen=GROUP_WINDOW_CALLS if chat_id < 0 else 1)
+        calls.append(started)
+
+    def quiet(self, chat_id: int, started: float) -> bool:
+        """Whether a call to ``chat_id`` started at ``started`` was within Telegram's per-chat limits: no other
+        call to the chat in the CHAT_WINDOW_SECONDS before it (nor since), and for a group fewer than
+        GROUP_WINDOW_CALLS in the GROUP_WINDOW_SECONDS before it."""
+        calls = self._calls.get(chat_id)
+        if not calls:
+            return True
+        if any(at > started - CHAT_WINDOW_SECONDS for at in calls):
+            return False
+        return len(calls) < GROUP_WINDOW_CALLS or calls[0] <= started - GROUP_WINDOW_SECONDS
+
+
 def _seconds(value: int | float | dt.timedelta) -> float:
     """retry_after arrives as int seconds or, with PTB_TIMEDELTA set (the future default), a timedelta."""
     if isinstance(value, dt.timedelta):
@@ -224,6 +270,7 @@ class TelegramTransport:
             _install_token_mask(token)
         self._tokens = frozenset({token}) if token else frozenset()
         self._token = token
+        self._activity = _ChatActivity()
         # The lean path for the hot calls; None (python-telegram-bot for everything) behind a proxy.
         self._wire = (
             wire.KeepAlivePool(
@@ -514,18 +561,35 @@ class TelegramTransport:
         raise self._translate(_api_error(status, payload), chat_id=params.get("chat_id")) from None
 
     async def _call(self, call: Awaitable[T], *, chat_id: int | None) -> T:
+        started = time.monotonic()
         try:
-            return await call
-        except TransportError:
-            raise  # from the lean path (_api): already mapped
+            result = await call
+        except TransportError as error:  # from the lean path (_api): already mapped
+            self._judge(error, chat_id, started)
+            raise
         except tg_error.TelegramError as error:
+            translated = self._judge(self._translate(error, chat_id=chat_id), chat_id, started)
             # An error that quotes the token must not travel on as a cause: a logged traceback prints causes.
-            raise self._translate(error, chat_id=chat_id) from (None if self._quotes_token(error) else error)
+            raise translated from (None if self._quotes_token(error) else error)
         except Exception as error:
             # Not Telegram's answer: a bug or an unforeseen library failure. Retrying would repeat it.
             raise TransportError(
                 self._safe(f"unexpected {type(error).__name__}: {error}"), permanent=True, reason="unexpected"
             ) from error
+        if chat_id is not None:
+            self._activity.called(chat_id, started)
+        return result
+
+    def _judge(self, error: TransportError, chat_id: int | None, started: float) -> TransportError:
+        """Tell a 429 of the bot-wide limit from a chat's own (see _ChatActivity), and count a call that may have
+        reached Telegram against its chat."""
+        if chat_id is None:
+            return error
+        if error.retry_after and not error.global_limit:
+            error.global_limit = self._activity.quiet(chat_id, started)
+        elif error.reason in _MAYBE_DELIVERED:
+            self._activity.called(chat_id, started)
+        return error
 
     async def _edit(self, call: Awaitable[Any], chat_id: int) -> bool:
         try:
