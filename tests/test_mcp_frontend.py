@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import queue
+import threading
 
 import pytest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
@@ -25,34 +27,32 @@ TIMEOUT = 30.0
 
 
 class Wire:
-    """The client's side of the pipes: lines in, JSON-RPC messages out."""
+    """The client's side of the pipes: lines in (read by the front end's thread), JSON-RPC messages out (written
+    from that thread or the event loop)."""
 
     def __init__(self) -> None:
-        self.incoming: asyncio.Queue[str | None] = asyncio.Queue()
-        self.written: asyncio.Queue[dict] = asyncio.Queue()
-        self.buffer = ""
+        self.incoming: queue.Queue[str | None] = queue.Queue()
+        self.written: queue.Queue[dict] = queue.Queue()
+        self.writers: dict[object, str] = {}  # an answer's id -> the thread that wrote it
 
-    async def write(self, text: str) -> None:
-        self.buffer += text
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
-            self.written.put_nowait(json.loads(line))
+    def send(self, text: str) -> None:
+        assert text.endswith("\n") and text.count("\n") == 1  # one whole message a write
+        message = json.loads(text)
+        self.writers[message.get("id")] = threading.current_thread().name
+        self.written.put(message)
 
-    async def flush(self) -> None:
-        pass
-
-    async def lines(self):
-        while (line := await self.incoming.get()) is not None:
+    def lines(self):
+        while (line := self.incoming.get()) is not None:
             yield line
 
-    def send(self, message: dict) -> None:
-        self.incoming.put_nowait(json.dumps(message, ensure_ascii=False) + "\n")
+    def put(self, message: dict) -> None:
+        self.incoming.put(json.dumps(message, ensure_ascii=False) + "\n")
 
     async def answer(self) -> dict:
-        return await asyncio.wait_for(self.written.get(), TIMEOUT)
+        return await asyncio.to_thread(self.written.get, timeout=TIMEOUT)
 
     async def request(self, request_id: int, method: str, params: dict) -> dict:
-        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        self.put({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
         return await self.answer()
 
 
@@ -68,13 +68,13 @@ async def serving(fast_tools: frozenset[str] = FAST_TOOLS):
     try:
         yield wire, front
     finally:
-        wire.incoming.put_nowait(None)
+        wire.incoming.put(None)
         await asyncio.wait_for(task, TIMEOUT)
 
 
 async def initialized(wire: Wire, front: FrontEnd, version: str = "2025-11-25") -> dict:
     answer = await wire.request(0, "initialize", initialize(version))
-    wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    wire.put({"jsonrpc": "2.0", "method": "notifications/initialized"})
     assert (await wire.request(1, "ping", {}))["result"] == {}  # the SDK has answered the replay by now
     return answer
 
@@ -108,24 +108,63 @@ async def test_a_malformed_initialize_is_left_to_the_sdk(folders):
 
 async def test_a_send_is_answered_as_the_sdk_answers_it_and_is_durable(folders):
     arguments = {"type": "task_completion", "title": "Fast: ✅", "data": {"status": "completed"}}
-    answers = []
+    answers, writers = [], []
     for fast_tools in (FAST_TOOLS, frozenset()):
         async with serving(fast_tools) as (wire, front):
             await initialized(wire, front)
             answers.append(await wire.request(7, "tools/call", call("send_telegram_event", **arguments)))
+            writers.append(wire.writers[7])
+    assert writers == ["mcp-wire", threading.main_thread().name]  # the send lane, then the SDK on the loop
     fast, sdk = answers
     bodies = [json.loads(answer["result"]["content"][0]["text"]) for answer in answers]
     assert all(body["success"] for body in bodies)
     row = await Event.objects.aget(event_id=bodies[0]["event_id"])
     assert (row.title, row.origin) == ("Fast: ✅", "mcp")
-    queue = get_queue()  # whichever backend is configured: the database, or Redis Streams in CI
+    durable = get_queue()  # whichever backend is configured: the database, or Redis Streams in CI
     try:
-        assert sum((await queue.depth()).values()) == 2  # both sends queued before they were answered
+        assert sum((await durable.depth()).values()) == 2  # both sends queued before they were answered
     finally:
-        await queue.close()
+        await durable.close()
     # Apart from the new event's id, the same answer.
     same = json.dumps(sdk).replace(bodies[1]["event_id"], bodies[0]["event_id"])
     assert fast == json.loads(same)
+
+
+SENDS = [
+    call("send_telegram_event", type="build_completed", title="Build 42: ok", source="ci", data={"x": 1}),
+    call("send_telegram_message", message="Deployed: all green 🚀"),
+    call(
+        "send_task_completion", task_id="t-1", title="Refactor", results="12 passed", files_affected=["a.py"]
+    ),
+    call("send_performance_alert", title="Memory", current_value=912, threshold=800, severity="high"),
+    call("send_approval_request", title="Deploy?", description="Push to prod", options=["Yes", "No"]),
+]
+
+
+@pytest.mark.parametrize("backend", ["database", "redis"])
+async def test_every_send_tool_is_answered_in_the_lane_and_durable_on_either_queue(
+    folders, backend, redis_url
+):
+    folders.REDIS_URL = redis_url if backend == "redis" else ""
+    async with serving() as (wire, front):
+        await initialized(wire, front)
+        answers = [await wire.request(10 + i, "tools/call", params) for i, params in enumerate(SENDS)]
+        assert {wire.writers[10 + i] for i in range(len(SENDS))} == {"mcp-wire"}
+    ids = [json.loads(answer["result"]["content"][0]["text"])["event_id"] for answer in answers]
+    rows = {row.event_id: row async for row in Event.objects.filter(event_id__in=ids)}
+    assert [rows[event_id].type for event_id in ids] == [
+        "build_completed",
+        "info_notification",
+        "task_completion",
+        "performance_alert",
+        "approval_request",
+    ]
+    assert rows[ids[4]].data["options"] == ["Yes", "No"]
+    durable = get_queue()
+    try:
+        assert sum((await durable.depth()).values()) == len(SENDS)  # queued before each answer went out
+    finally:
+        await durable.close()
 
 
 @pytest.mark.parametrize(
@@ -156,5 +195,5 @@ async def test_other_requests_and_notifications_reach_the_sdk(folders):
         assert {tool["name"] for tool in tools["result"]["tools"]} >= FAST_TOOLS
         status = await wire.request(3, "tools/call", call("check_bridge_process"))
         assert json.loads(status["result"]["content"][0]["text"])["running"] is False
-        wire.incoming.put_nowait("not json\n")  # the SDK's to ignore, as it does
+        wire.incoming.put("not json\n")  # the SDK's to ignore, as it does
         assert (await wire.request(4, "ping", {}))["id"] == 4

@@ -1,5 +1,5 @@
 """The stdio wire in front of the SDK's server: ``initialize`` answered before the SDK is loaded, sends answered
-without the SDK's per-message machinery, everything else passed through to the SDK untouched.
+on the thread that reads the wire, everything else passed through to the SDK untouched.
 
 An agent starts this server with every session and calls a send tool for every report, so two costs matter:
 
@@ -7,10 +7,11 @@ An agent starts this server with every session and calls a send tool for every r
   it (bridge.mcp.handshake), so it goes out first; then the SDK loads and gets the same ``initialize`` replayed,
   its own answer to it dropped, so its session is initialized as if it had answered. Requests that arrive
   meanwhile wait in order in the SDK's input.
-- each send: the SDK routes a request through a dispatcher task, memory streams, middleware and context objects
-  (~0.4 ms of CPU for a trivial tool). A ``tools/call`` of a send tool (FAST_TOOLS) is answered by the SDK's own
-  tool handler and result serialization (``CCTelegramServer.answer_call``), called here directly, once the SDK
-  has initialized its session.
+- each send: the SDK routes a request through a dispatcher task, memory streams, middleware and context objects,
+  and the tool crosses to the database thread and back. One thread reads the wire; once the SDK has initialized
+  its session, a ``tools/call`` of a send tool (FAST_TOOLS) is answered right there, synchronously, by the send
+  lane (bridge.mcp.lane), the event durable before the answer is written; what the lane does not answer, and every
+  other line, goes to the event loop in the order read.
 
 Every other message (tools/list, resources, ping, notifications, a second initialize, malformed lines, requests
 of the 2026 protocol era) is the SDK's to read and answer. The SDK sees lines, as its stdio transport reads them
@@ -20,16 +21,18 @@ from a pipe; its output goes to the wire as it writes it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterable, Callable
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bridge.mcp import handshake
 
 if TYPE_CHECKING:
+    from bridge.mcp.lane import SendLane
     from bridge.mcp.server import CCTelegramServer
-    from bridge.mcp.stdio import LineWriter
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,11 @@ FAST_TOOLS = frozenset(
         "send_approval_request",
     }
 )
+
+
+class Wire(Protocol):
+    def send(self, text: str) -> None:
+        """Write one whole message (its line), from any thread."""
 
 
 class _SdkInput:
@@ -69,25 +77,27 @@ class _SdkOutput:
 
     async def write(self, text: str) -> None:
         if self._front.replayed is None or not self._front.is_replay_answer(text):
-            await self._front.wire.write(text)
+            self._front.wire.send(text)
 
     async def flush(self) -> None:
-        await self._front.wire.flush()
+        pass  # each message is written whole
 
 
 class FrontEnd:
     def __init__(
         self,
         build_server: Callable[[], CCTelegramServer],
-        wire: LineWriter,
+        wire: Wire,
         fast_tools: frozenset[str] = FAST_TOOLS,
     ) -> None:
         self.wire = wire
         self._build = build_server
         self._fast_tools = fast_tools
         self._sdk_input = _SdkInput()
+        self._taken: asyncio.Queue[str | None] = asyncio.Queue()  # lines for the event loop, None at the end
         self._sdk: asyncio.Task[None] | None = None
         self.server: CCTelegramServer | None = None
+        self._lane: SendLane | None = None
         self.replayed: str | int | None = (
             None  # the id of the initialize answered here and replayed to the SDK
         )
@@ -101,34 +111,65 @@ class FrontEnd:
         """Whether send tools are answered here (after an initialize answered here, and by the SDK alike)."""
         return self._fast_version is not None
 
-    async def serve(self, lines: AsyncIterable[str]) -> None:
-        """Serve until the client closes the wire and the SDK has answered everything it was given."""
+    async def serve(self, lines: Iterable[str]) -> None:
+        """Serve until ``lines`` end (the client closed the wire) and the SDK has answered everything it was given.
+
+        ``lines`` is iterated, blocking, on a thread of its own: the one that answers sends (``_answered_here``)."""
+        loop = asyncio.get_running_loop()
+        taken = self._taken
+        failed: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                for line in lines:
+                    if not self._answered_here(line):
+                        loop.call_soon_threadsafe(taken.put_nowait, line)
+            except BaseException as exc:  # reported by serve, on the event loop
+                failed.append(exc)
+            finally:
+                from django.db import connections
+
+                connections.close_all()  # the send lane's, opened on this thread
+                with contextlib.suppress(RuntimeError):  # the loop is gone: serve has stopped already
+                    loop.call_soon_threadsafe(taken.put_nowait, None)
+
+        threading.Thread(target=read, name="mcp-wire", daemon=True).start()
         try:
-            async for line in lines:
+            while (line := await taken.get()) is not None:
                 await self._take(line)
         finally:
             self._sdk_input.lines.put_nowait(None)
+        if failed:
+            raise failed[0]
         if self._sdk is not None:
             await self._sdk
+
+    def _answered_here(self, line: str) -> bool:
+        """On the wire's thread: answer ``line`` in the send lane, if it is a send it takes."""
+        version, lane = self._fast_version, self._lane
+        if version is None or lane is None or '"tools/call"' not in line:
+            return False
+        message = parse_request(line, "tools/call")
+        answer = None if message is None else lane.answer(message, version)
+        if answer is None:
+            return False
+        self.wire.send(json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n")
+        return True
 
     async def _take(self, line: str) -> None:
         if self._sdk is not None and self._sdk.done():
             self._sdk.result()  # the SDK stopped: its error ends this server too
             raise RuntimeError("the MCP server stopped")
-        if self._fast_version is not None and '"tools/call"' in line:
-            answer = await self._fast_call(line)
-            if answer is not None:
-                await self.wire.write(json.dumps(answer, ensure_ascii=False, separators=(",", ":")) + "\n")
-                await self.wire.flush()
-                return
-        elif self._sdk is None and '"initialize"' in line:
+        if self._sdk is None and '"initialize"' in line:
             await self._answer_early(line)
         if self._sdk is None:
             self._sdk = asyncio.create_task(self._run_sdk())
+            # Should the SDK stop (an error), so does the server: the client sees the wire close, not silence.
+            self._sdk.add_done_callback(lambda _: self._taken.put_nowait(None))
         self._sdk_input.lines.put_nowait(line)
 
     async def _answer_early(self, line: str) -> None:
-        message = _request(line, "initialize")
+        message = parse_request(line, "initialize")
         if message is None:
             return
         version = handshake.negotiated(message.get("params") or {})
@@ -136,8 +177,7 @@ class FrontEnd:
             return
         self.replayed, self._early_version = message["id"], version
         body = {"jsonrpc": "2.0", "id": message["id"], "result": handshake.initialize_result(version)}
-        await self.wire.write(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
-        await self.wire.flush()
+        self.wire.send(json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def is_replay_answer(self, text: str) -> bool:
         """Whether ``text`` is the SDK's answer to the replayed initialize (then dropped, and the fast path on)."""
@@ -154,25 +194,19 @@ class FrontEnd:
             logger.warning("the MCP SDK answered initialize otherwise than this server did: %s", text.strip())
         return True
 
-    async def _fast_call(self, line: str) -> dict[str, Any] | None:
-        message = _request(line, "tools/call")
-        if message is None or self.server is None:
-            return None
-        params = message.get("params")
-        if not isinstance(params, dict) or params.get("name") not in self._fast_tools:
-            return None
-        return await self.server.answer_call(message["id"], params, self._fast_version)
-
     async def _run_sdk(self) -> None:
         from mcp.server.stdio import stdio_server
 
         self.server = server = self._build()
+        from bridge.mcp.lane import SendLane  # Django is set up now
+
+        self._lane = SendLane(server, self._fast_tools)
         lowlevel = server._lowlevel_server  # what the SDK's own run_stdio_async drives
         async with stdio_server(self._sdk_input, _SdkOutput(self)) as (read, write):
             await lowlevel.run(read, write, lowlevel.create_initialization_options())
 
 
-def _request(line: str, method: str) -> dict[str, Any] | None:
+def parse_request(line: str, method: str) -> dict[str, Any] | None:
     """The JSON-RPC request in ``line`` when it is one for ``method`` with a usable id, else None."""
     try:
         message = json.loads(line)
@@ -192,8 +226,8 @@ async def serve(build_server: Callable[[], CCTelegramServer]) -> None:
     from bridge.mcp import stdio
 
     _one_malloc_arena()
-    async with stdio.pipes() as (reader, writer):
-        await FrontEnd(build_server, writer).serve(reader)
+    with stdio.blocking_wire() as wire:
+        await FrontEnd(build_server, wire).serve(wire.lines())
 
 
 def main() -> bool:

@@ -9,6 +9,7 @@ answerable (its buttons carry an unguessable ref), and ``wait_for_approval`` tak
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
@@ -19,6 +20,8 @@ from bridge.mcp.results import ToolProblem, from_rejected_event
 from bridge.queue import QueueError
 
 if TYPE_CHECKING:
+    from bridge.events.schema import Event
+    from bridge.ingest.store import Stored
     from bridge.mcp.services import Services
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,24 @@ async def queue_event(
             code="storage_unavailable",
             retry_after=1.0,
         ) from None
+    return queued(services, event, stored, what)
+
+
+async def send(services: Services, tool: str, **arguments: Any) -> dict[str, Any]:
+    """What the send tool named ``tool`` does with its (validated) arguments."""
+    fields, what, renamed = send_fields(tool, arguments)
+    return await queue_event(services, fields, what, renamed)
+
+
+def send_fields(tool: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, str] | None]:
+    """The send tool's event fields from its arguments; what its answer calls the event; the arguments that fill
+    an event field of another name."""
+    build, what, renamed = SEND_TOOLS[tool]
+    return build(**arguments), what, renamed
+
+
+def queued(services: Services, event: Event, stored: Stored, what: str) -> dict[str, Any]:
+    """The original's answer to a send, once the event is stored and queued."""
     services.stored()
     logger.debug("queued %s %s%s", event.type, event.event_id, " (duplicate)" if stored.duplicate else "")
     return {
@@ -132,3 +153,14 @@ def approval_fields(
         "timeout_minutes": APPROVAL_TIMEOUT_MINUTES,
     }
     return event_fields("approval_request", title, description, task_id, None, data)
+
+
+SEND_TOOLS: dict[str, tuple[Callable[..., dict[str, Any]], str, dict[str, str] | None]] = {
+    "send_telegram_event": (event_fields, "Event", None),
+    "send_telegram_message": (message_fields, "Message", {"description": "message"}),
+    "send_task_completion": (task_completion_fields, "Task completion", None),
+    "send_performance_alert": (performance_alert_fields, "Performance alert", None),
+    "send_approval_request": (approval_fields, "Approval request", None),
+}
+"""The send tools: the builder of each one's event fields (called with the tool's arguments by name), what its
+answer calls the event, and the arguments that fill an event field of another name (for the refusal's wording)."""

@@ -11,6 +11,7 @@ bridge's ingest does: otherwise every ~60th send pays for SQLite's own checkpoin
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 class Services:
     def __init__(self) -> None:
         self._store: EventStore | None = None
+        self._making = threading.Lock()
         self.checkpointer: WalCheckpointer | None = None  # from the first send on, on SQLite
 
     @cached_property
@@ -36,16 +38,17 @@ class Services:
         return BridgeProcess()
 
     def store(self) -> EventStore:
-        if self._store is None:
-            from bridge.ingest.checkpoint import WalCheckpointer
-            from bridge.ingest.store import EventStore
-            from bridge.queue import get_queue
+        with self._making:  # the event loop and the stdio send lane's thread (bridge.mcp.lane) both call this
+            if self._store is None:
+                from bridge.ingest.checkpoint import WalCheckpointer
+                from bridge.ingest.store import EventStore
+                from bridge.queue import get_queue
 
-            self._store = EventStore(get_queue())
-            self.checkpointer = WalCheckpointer.for_database()
-            if self.checkpointer is not None:
-                self.checkpointer.start()
-        return self._store
+                self._store = EventStore(get_queue())
+                self.checkpointer = WalCheckpointer.for_database()
+                if self.checkpointer is not None:
+                    self.checkpointer.start()
+            return self._store
 
     def stored(self) -> None:
         """Say that the store wrote (a checkpoint follows shortly, off the send's path)."""

@@ -1,8 +1,9 @@
 """stdin and stdout as asyncio pipes, for the SDK's stdio transport.
 
 The SDK's default wraps stdin and stdout in anyio files, whose every read, write and flush is a hop to a worker
-thread: three a request, a good part of a sub-millisecond call. Here the event loop reads and writes the pipes
-itself. As the SDK does, the wire moves to private descriptors while serving and file descriptors 0 and 1 point
+thread: three a request, a good part of a sub-millisecond call. Here either the event loop reads and writes the
+pipes itself (``pipes()``, for the SDK's stdio transport), or one thread reads them blocking and any thread writes
+(``blocking_wire()``, for bridge.mcp.frontend, whose reading thread answers the send tools itself). As the SDK does, the wire moves to private descriptors while serving and file descriptors 0 and 1 point
 at /dev/null and stderr, so a stray print (or a child process) cannot corrupt the JSON-RPC stream; both are
 restored on exit.
 
@@ -17,8 +18,11 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+logger = logging.getLogger(__name__)
 
 # A JSON-RPC message is one line; an event may be up to ~1 MB of JSON, escaped: room for that and more.
 MAX_LINE = 16 * 1024 * 1024
@@ -58,33 +62,87 @@ def on_pipes() -> bool:
     return all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1))
 
 
+class BlockingWire:
+    """The wire for a thread of its own (bridge.mcp.frontend): ``lines()`` blocks reading, ``send(text)`` writes
+    whole messages from any thread, one at a time."""
+
+    def __init__(self, fd_in: int, fd_out: int) -> None:
+        self._in = os.fdopen(fd_in, "rb")
+        self._out = fd_out
+        self._lock = threading.Lock()
+
+    def lines(self) -> Iterator[str]:
+        """The wire's lines until the client closes it; a line over MAX_LINE is skipped with a warning."""
+        while line := self._in.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = self._in.readline(MAX_LINE + 1)
+                logger.warning("skipped a message longer than %d bytes", MAX_LINE)
+                continue
+            yield line.decode("utf-8", "replace")
+
+    def send(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        with self._lock:
+            while data:
+                data = data[os.write(self._out, data) :]
+
+    def close(self) -> None:
+        self._in.close()
+        os.close(self._out)
+
+
+@contextmanager
+def blocking_wire() -> Iterator[BlockingWire]:
+    """The wire as a BlockingWire. Raises OSError when stdin or stdout is not a pipe."""
+    with _taken_over() as (fd_in, fd_out):
+        wire = BlockingWire(fd_in, fd_out)
+        try:
+            yield wire
+        finally:
+            wire.close()
+
+
 @asynccontextmanager
 async def pipes() -> AsyncIterator[tuple[LineReader, LineWriter]]:
-    """The wire as (reader, writer). Raises OSError when stdin or stdout is not a pipe."""
+    """The wire as (reader, writer) on the event loop. Raises OSError when stdin or stdout is not a pipe."""
+    loop = asyncio.get_running_loop()
+    with _taken_over() as (fd_in, fd_out):
+        wire_in, wire_out = os.fdopen(fd_in, "rb", buffering=0), os.fdopen(fd_out, "wb", buffering=0)
+        transports: list[asyncio.BaseTransport] = []
+        try:
+            reader = asyncio.StreamReader(limit=MAX_LINE)
+            read_transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), wire_in
+            )
+            transports.append(read_transport)
+            write_transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, wire_out
+            )
+            transports.append(write_transport)
+            yield LineReader(reader), LineWriter(asyncio.StreamWriter(write_transport, protocol, None, loop))
+        finally:
+            for transport in transports:
+                transport.close()
+            for wire in (wire_in, wire_out)[len(transports) :]:
+                wire.close()  # not handed to a transport, which would have closed it
+
+
+@contextmanager
+def _taken_over() -> Iterator[tuple[int, int]]:
+    """Private descriptors of the wire (the caller closes them), while 0 reads /dev/null and 1 writes to stderr;
+    both restored on exit. Raises OSError when stdin or stdout is not a pipe."""
     if not on_pipes():
         raise OSError("stdin or stdout is not a pipe")
-    loop = asyncio.get_running_loop()
-    wire_in, wire_out = os.fdopen(os.dup(0), "rb", buffering=0), os.fdopen(os.dup(1), "wb", buffering=0)
+    wire = os.dup(0), os.dup(1)
     saved = [os.dup(0), os.dup(1)]
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(2, 1)
     os.close(devnull)
-    transports: list[asyncio.BaseTransport] = []
     try:
-        reader = asyncio.StreamReader(limit=MAX_LINE)
-        read_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), wire_in
-        )
-        transports.append(read_transport)
-        write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, wire_out)
-        transports.append(write_transport)
-        yield LineReader(reader), LineWriter(asyncio.StreamWriter(write_transport, protocol, None, loop))
+        yield wire
     finally:
-        for transport in transports:
-            transport.close()
-        for wire in (wire_in, wire_out)[len(transports) :]:
-            wire.close()  # not handed to a transport, which would have closed it
         for fd, original in zip((0, 1), saved, strict=True):
             os.dup2(original, fd)
             os.close(original)

@@ -49,6 +49,14 @@ DELETES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_worl
 
 
 # --- sending -----------------------------------------------------------------------------------------------------
+async def _send(tool: str, given: dict[str, Any]) -> Result:
+    """What the send tool ``tool`` does, called with ``given``: its locals on entry (its context among them)."""
+    from bridge.mcp import sending
+
+    arguments = {name: value for name, value in given.items() if name != "ctx"}
+    return await sending.send(services(given["ctx"]), tool, **arguments)
+
+
 async def send_telegram_event(
     ctx: Context,
     type: EventType,
@@ -60,18 +68,12 @@ async def send_telegram_event(
 ) -> Result:
     """Send a structured event (any of the 47 types) to the owner's Telegram. Durably queued when this returns:
     {success, event_id, message}."""
-    from bridge.mcp import sending
-
-    fields = sending.event_fields(type, title, description, task_id, source, data)
-    return await sending.queue_event(services(ctx), fields, "Event")
+    return await _send("send_telegram_event", locals())
 
 
 async def send_telegram_message(ctx: Context, message: MessageText, source: Source = "claude-code") -> Result:
     """Send a plain text message (an info notification) to the owner's Telegram: {success, event_id, message}."""
-    from bridge.mcp import sending
-
-    fields = sending.message_fields(message, source)
-    return await sending.queue_event(services(ctx), fields, "Message", {"description": "message"})
+    return await _send("send_telegram_message", locals())
 
 
 async def send_task_completion(
@@ -83,20 +85,14 @@ async def send_task_completion(
     duration_ms: DurationMs | None = None,
 ) -> Result:
     """Report a finished task with its results, the files it touched and how long it took."""
-    from bridge.mcp import sending
-
-    fields = sending.task_completion_fields(task_id, title, results, files_affected, duration_ms)
-    return await sending.queue_event(services(ctx), fields, "Task completion")
+    return await _send("send_task_completion", locals())
 
 
 async def send_performance_alert(
     ctx: Context, title: Title, current_value: Metric, threshold: Metric, severity: Severity = "medium"
 ) -> Result:
     """Alert that a metric crossed its threshold (e.g. "Memory usage high", 912, 800, "high")."""
-    from bridge.mcp import sending
-
-    fields = sending.performance_alert_fields(title, current_value, threshold, severity)
-    return await sending.queue_event(services(ctx), fields, "Performance alert")
+    return await _send("send_performance_alert", locals())
 
 
 async def send_approval_request(
@@ -108,10 +104,7 @@ async def send_approval_request(
 ) -> Result:
     """Ask the owner to decide, with one button per option (default Approve / Deny). Returns the event_id to
     pass to wait_for_approval."""
-    from bridge.mcp import sending
-
-    fields = sending.approval_fields(title, description, options, task_id)
-    return await sending.queue_event(services(ctx), fields, "Approval request")
+    return await _send("send_approval_request", locals())
 
 
 async def wait_for_approval(

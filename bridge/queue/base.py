@@ -120,6 +120,14 @@ class DurableQueue(ABC):
         entries = await sync_to_async(insert_rows)()
         return entries, await self.enqueue_batch(entries)
 
+    def enqueue_new_events_sync(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        """``enqueue_new_events`` for a caller on a thread of its own, with no event loop (the MCP server's send
+        lane, bridge.mcp.lane): ``insert_rows`` runs on the calling thread. Raises NotImplementedError when the
+        backend cannot work that way (the caller then takes the asynchronous path)."""
+        raise NotImplementedError
+
     @abstractmethod
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
         """Lease up to ``count`` waiting entries to ``consumer``, higher lanes first; with ``block_ms`` wait up to

@@ -135,20 +135,12 @@ class DatabaseQueue(DurableQueue):
     async def enqueue_new_events(
         self, insert_rows: Callable[[], list[NewEntry]]
     ) -> tuple[list[NewEntry], list[str | None]]:
-        def both() -> tuple[list[NewEntry], list[str | None]] | None:
-            try:
-                with transaction.atomic(using=self.using):
-                    entries = insert_rows()
-                    return entries, self._enqueue(entries, fresh=True)
-            except IntegrityError:
-                return None  # an event exists: not a storage failure, the caller's duplicate path
+        return self._rang(await self._run(self._insert_and_enqueue, insert_rows))
 
-        result = await self._run(both)
-        if result is None:
-            raise IntegrityError("an event of the batch is already stored")
-        if any(result[1]):
-            _doorbell.ring()
-        return result
+    def enqueue_new_events_sync(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        return self._rang(self._guarded(self._insert_and_enqueue, insert_rows))
 
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
         claimed, _ = await self.claim_then(consumer, count, None, block_ms=block_ms)
@@ -320,7 +312,29 @@ class DatabaseQueue(DurableQueue):
             wakeup.subscribe(self.using, _doorbell.ring)
             self._hearing = True
 
+    @staticmethod
+    def _rang(
+        result: tuple[list[NewEntry], list[str | None]] | None,
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        """``_insert_and_enqueue``'s result, this process's claimers woken when it queued anything."""
+        if result is None:
+            raise IntegrityError("an event of the batch is already stored")
+        if any(result[1]):
+            _doorbell.ring()
+        return result
+
     # --- work done on a database thread -------------------------------------------------------------------------
+    def _insert_and_enqueue(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]] | None:
+        """New events' rows and their entries in one transaction; None (nothing written) when one exists."""
+        try:
+            with transaction.atomic(using=self.using):
+                entries = insert_rows()
+                return entries, self._enqueue(entries, fresh=True)
+        except IntegrityError:
+            return None  # an event exists: not a storage failure, the caller's duplicate path
+
     def _enqueue(self, entries: list[NewEntry], *, fresh: bool = False) -> list[str | None]:
         """``fresh``: the events' rows were inserted in this transaction, so no entry can point to them yet and
         the look-up for queued ones is skipped (a quarter of the time of a one-event batch)."""

@@ -23,7 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import redis
 import redis.asyncio as aioredis
+import redis.retry
 from asgiref.sync import sync_to_async
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -48,13 +50,23 @@ def connect(url: str) -> aioredis.Redis:
     """A client that rides out a Redis restart: connection errors and timeouts are retried with backoff for
     about 10 s (0.05 s doubling to 2 s) on a fresh connection."""
     return aioredis.Redis.from_url(
-        url,
-        decode_responses=False,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=10),
-        retry_on_error=[ConnectionError, TimeoutError],
-        socket_connect_timeout=2,
-        socket_timeout=MAX_BLOCK_MS / 1000 + 5,
+        url, retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=10), **_CLIENT
     )
+
+
+def connect_sync(url: str) -> redis.Redis:
+    """``connect``'s synchronous twin, for callers on a thread of their own (``enqueue_new_events_sync``)."""
+    return redis.Redis.from_url(
+        url, retry=redis.retry.Retry(ExponentialBackoff(cap=2.0, base=0.05), 10), **_CLIENT
+    )
+
+
+_CLIENT = {
+    "decode_responses": False,
+    "retry_on_error": [ConnectionError, TimeoutError],
+    "socket_connect_timeout": 2,
+    "socket_timeout": MAX_BLOCK_MS / 1000 + 5,
+}
 
 
 class RedisStreamsQueue(DurableQueue):
@@ -82,6 +94,9 @@ class RedisStreamsQueue(DurableQueue):
         self.dedup_ttl = dedup_ttl
         self._owns_client = owns_client
         self._groups_ready = False
+        # For enqueue_new_events_sync: the URL of a queue made by from_url, its synchronous client on first use.
+        self.url: str | None = None
+        self._sync: tuple[redis.Redis, Any] | None = None
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -97,7 +112,9 @@ class RedisStreamsQueue(DurableQueue):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStreamsQueue:
-        return cls(connect(url), owns_client=True, **options)
+        queue = cls(connect(url), owns_client=True, **options)
+        queue.url = url
+        return queue
 
     # --- keys ---------------------------------------------------------------------------------------------------
     def lane_key(self, lane: int) -> str:
@@ -119,19 +136,51 @@ class RedisStreamsQueue(DurableQueue):
             return []
         stored = await self._compress_all([entry.payload for entry in entries])
         ids: list[str | None] = []
-        for start in range(0, len(entries), MAX_SCRIPT_BATCH):
-            chunk = range(start, min(start + MAX_SCRIPT_BATCH, len(entries)))
-            keys: list[str] = []
-            args: list[Any] = [self.dedup_ttl]
-            for i in chunk:
-                entry = entries[i]
-                keys += [self.dedup_key(entry.event_id), self.lane_key(entry.lane)]
-                payload, compressed = stored[i]
-                args += [entry.event_pk, entry.event_id, payload, b"1" if compressed else b"0"]
+        for keys, args in self._enqueue_calls(entries, stored):
             with _redis_errors():
                 added = await self._grouped(lambda k=keys, a=args: self._scripts["enqueue"](keys=k, args=a))
             ids += [None if stream_id is None else stream_id.decode() for stream_id in added]
         return ids
+
+    def enqueue_new_events_sync(
+        self, insert_rows: Callable[[], list[NewEntry]]
+    ) -> tuple[list[NewEntry], list[str | None]]:
+        if self.url is None:
+            raise NotImplementedError("a queue given its client has no synchronous one")
+        entries = insert_rows()
+        if self._sync is None:
+            client = connect_sync(self.url)
+            self._sync = client, client.register_script(ENQUEUE)
+        client, enqueue = self._sync
+        stored = [self.compressor.compress(entry.payload) for entry in entries]
+        ids: list[str | None] = []
+        with _redis_errors():
+            for keys, args in self._enqueue_calls(entries, stored):
+                if not self._groups_ready:
+                    self._create_groups_sync(client)
+                try:
+                    added = enqueue(keys=keys, args=args)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    self._create_groups_sync(client)
+                    added = enqueue(keys=keys, args=args)
+                ids += [None if stream_id is None else stream_id.decode() for stream_id in added]
+        return entries, ids
+
+    def _enqueue_calls(
+        self, entries: list[NewEntry], stored: list[tuple[bytes, bool]]
+    ) -> Iterator[tuple[list[str], list[Any]]]:
+        """The enqueue script's keys and arguments, one call per MAX_SCRIPT_BATCH entries."""
+        for start in range(0, len(entries), MAX_SCRIPT_BATCH):
+            keys: list[str] = []
+            args: list[Any] = [self.dedup_ttl]
+            for i in range(start, min(start + MAX_SCRIPT_BATCH, len(entries))):
+                entry = entries[i]
+                keys += [self.dedup_key(entry.event_id), self.lane_key(entry.lane)]
+                payload, compressed = stored[i]
+                args += [entry.event_pk, entry.event_id, payload, b"1" if compressed else b"0"]
+            yield keys, args
 
     async def claim(self, consumer: str, count: int, *, block_ms: int = 0) -> list[Claimed]:
         if count <= 0:
@@ -259,6 +308,9 @@ class RedisStreamsQueue(DurableQueue):
     async def close(self) -> None:
         if self._owns_client:
             await self.redis.aclose()
+        if self._sync is not None:
+            self._sync[0].close()
+            self._sync = None
 
     # --- helpers ------------------------------------------------------------------------------------------------
     async def _hand_out(self, raw: list[tuple[int, bytes, list[bytes], int | None]]) -> list[Claimed]:
@@ -319,10 +371,19 @@ class RedisStreamsQueue(DurableQueue):
 
     async def _create_groups(self) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for lane in LANES:
-                # From id 0: entries added before the group existed are delivered too.
-                pipe.xgroup_create(self.lane_key(lane), self.group, id="0", mkstream=True)
-            results = await pipe.execute(raise_on_error=False)
+            self._groups_created(await self._group_creations(pipe).execute(raise_on_error=False))
+
+    def _create_groups_sync(self, client: redis.Redis) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            self._groups_created(self._group_creations(pipe).execute(raise_on_error=False))
+
+    def _group_creations(self, pipe: Any) -> Any:
+        for lane in LANES:
+            # From id 0: entries added before the group existed are delivered too.
+            pipe.xgroup_create(self.lane_key(lane), self.group, id="0", mkstream=True)
+        return pipe
+
+    def _groups_created(self, results: list[Any]) -> None:
         for result in results:
             if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
                 raise result
