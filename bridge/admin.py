@@ -159,6 +159,7 @@ class BridgeSettingsAdmin(admin.ModelAdmin):
             },
         ),
         ("Watcher and digests", {"fields": ("watcher_debounce_ms", "watcher_step_ms", "digest_threshold")}),
+        ("Event limits", {"fields": ("event_max_bytes", "event_max_description", "event_max_depth")}),
         (
             "Auto-tuning",
             {"fields": ("autotune_enabled", "autotune_p99_latency_ms", "autotune_memory_budget_mb")},

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 
 from bridge import deliveries, metrics
-from bridge.cache import TieredCache
+from bridge.cache import TieredCache, build_cache
 from bridge.events.schema import Event
 from bridge.models import Approval, AuditEntry, Delivery
 from bridge.queue.base import Claimed, DurableQueue
@@ -222,11 +222,7 @@ class Sender:
             targets_ttl=self.settings.targets_ttl,
             approval_timeout=s.approval_timeout_seconds,
         )
-        self.cache.configure(
-            max_entries=s.cache_max_entries,
-            ttl_seconds=s.cache_ttl_seconds,
-            validate_checksums=s.cache_validate_checksums,
-        )
+        self.cache.apply(s)
         self.limiter.update(
             RateLimits(
                 global_per_second=s.rate_global_per_second,
@@ -646,19 +642,13 @@ def build_sender(pipeline) -> Sender:
     else:
         limiter = LocalRateLimiter()
     breaker = CircuitBreaker(on_state_change=_breaker_metric)
-    from django.core.cache import caches
-
-    cache = TieredCache(
-        l2=caches["default"] if settings.REDIS_URL else None,
-        namespace=f"{settings.CC_TELEGRAM_REDIS_PREFIX}:cache",
-    )
     return Sender(
         pipeline.queue,
         transport,
         limiter,
         breaker,
         consumer=pipeline.name,
-        cache=cache,
+        cache=build_cache(),
         max_in_flight=min(settings.CC_TELEGRAM_POOL_SIZE, MAX_IN_FLIGHT),
     )
 
