@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx2
@@ -457,18 +457,33 @@ async def test_process_pending_responses_finds_the_recent_decisions(client):
     assert body["recommendations"]
 
 
-async def test_clear_old_responses_deletes_old_files_and_records_only(client, folders):
-    folder = Path(folders.CC_TELEGRAM_RESPONSES_DIR)
+def two_days_old_files(folder: Path, *names: str) -> None:
     two_days_ago = time.time() - 48 * 3600
-    for name in ("old.json", ".writing.json", "old.txt"):
+    for name in names:
         (folder / name).write_text("{}")
         os.utime(folder / name, (two_days_ago, two_days_ago))
+
+
+async def test_clear_old_responses_deletes_old_files_and_records_only(client, folders):
+    folder = Path(folders.CC_TELEGRAM_RESPONSES_DIR)
+    two_days_old_files(folder, "old.json", ".writing.json", "old.txt")
     (folder / "new.json").write_text("{}")
     await sync_to_async(_responses)()
     _, body = await call(client, "clear_old_responses", older_than_hours=24)
     assert (body["deleted_count"], body["deleted_records"]) == (1, 1)
     assert sorted(p.name for p in folder.iterdir()) == [".writing.json", "new.json", "old.txt"]
     assert await Response.objects.acount() == 2
+
+
+async def test_clear_old_responses_says_how_many_files_and_records_it_deleted(client, folders):
+    two_days_old_files(Path(folders.CC_TELEGRAM_RESPONSES_DIR), "a.json", "b.json", "c.json")
+    await sync_to_async(_responses)()
+    await sync_to_async(_responses)()  # two records older than a day, four newer
+    _, body = await call(client, "clear_old_responses", older_than_hours=24)
+    assert (body["deleted_count"], body["deleted_records"]) == (3, 2)
+    assert body["message"] == "Cleared 3 old response files and 2 response records"
+    _, again = await call(client, "clear_old_responses", older_than_hours=24)
+    assert again["message"] == "Cleared 0 old response files and 0 response records"
 
 
 # --- status, types, modes ------------------------------------------------------------------------------------------
@@ -491,6 +506,19 @@ async def test_get_bridge_status_reports_the_workers(client):
 async def test_get_bridge_status_without_a_bridge(client):
     _, body = await call(client, "get_bridge_status")
     assert body["running"] is False and body["health"] in ("warning", "critical")
+    assert body["metrics"]["last_event_time"] is None  # no event yet
+
+
+async def test_get_bridge_status_gives_the_time_of_the_latest_event(client):
+    first, second = [
+        (await call(client, "send_telegram_message", message=text))[1]["event_id"] for text in ("one", "two")
+    ]
+    _, body = await call(client, "get_bridge_status")
+    earlier = (await Event.objects.aget(event_id=first)).received_at
+    latest = (await Event.objects.aget(event_id=second)).received_at
+    assert earlier < latest
+    assert datetime.fromisoformat(body["metrics"]["last_event_time"]) == latest
+    assert body["last_event_time"] == body["metrics"]["last_event_time"]
 
 
 @pytest.mark.parametrize(("category", "count"), [(None, 47), ("build", 8), ("Task Management", 5)])
@@ -524,6 +552,31 @@ async def test_every_resource_reads_as_json(client):
     assert len(templates) == 47 and all(t["template"]["type"] == t["event_type"] for t in templates)
     assert contents["cctelegram://bridge-status"]["running"] is False
     assert contents["cctelegram://responses"] == []
+
+
+async def test_the_responses_resource_shows_the_latest_20_as_get_telegram_responses_does(client):
+    _, sent = await call(client, "send_approval_request", title="Deploy?", description="now", task_id="T-1")
+    await sync_to_async(_responses)(sent["event_id"])
+
+    async def shown() -> list[dict]:
+        (item,) = (await client.read_resource("cctelegram://responses")).contents
+        return json.loads(item.text)
+
+    _, body = await call(client, "get_telegram_responses", limit=20)
+    text, press, old = responses = await shown()
+    assert responses == body["responses"]
+    assert (text["message_text"], text["message_type"]) == ("looks good", "text")
+    assert (press["callback_data"], press["event_id"], press["decision"], press["original_message_id"]) == (
+        "approve_T-1",
+        sent["event_id"],
+        "approved",
+        9,
+    )
+    assert (old["callback_data"], old["decision"]) == ("deny_T-0", "denied")
+    await Response.objects.abulk_create(
+        Response(kind="message", user_id=2, message_text=f"reply {i}") for i in range(21)
+    )
+    assert [r["message_text"] for r in await shown()] == [f"reply {i}" for i in range(20, 0, -1)]
 
 
 async def test_a_template_can_be_sent_as_it_is(client):
