@@ -19,7 +19,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from bridge.mcp import handshake
 from bridge.mcp.frontend import FAST_TOOLS, FrontEnd
 from bridge.mcp.server import build_server
-from bridge.models import Event
+from bridge.models import BridgeSettings, Event
 from bridge.queue import get_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -197,3 +197,23 @@ async def test_other_requests_and_notifications_reach_the_sdk(folders):
         assert json.loads(status["result"]["content"][0]["text"])["running"] is False
         wire.incoming.put("not json\n")  # the SDK's to ignore, as it does
         assert (await wire.request(4, "ping", {}))["id"] == 4
+
+
+async def test_sends_are_held_to_the_event_limits_of_the_bridge_settings(folders):
+    settings_row = await BridgeSettings.objects.aget_or_create(pk=BridgeSettings.SINGLETON_PK)
+    await BridgeSettings.objects.filter(pk=settings_row[0].pk).aupdate(event_max_description=40)
+    params = call("send_telegram_event", type="info_notification", title="Limits", description="x" * 41)
+    answers = []
+    for fast_tools in (FAST_TOOLS, frozenset()):
+        async with serving(fast_tools) as (wire, front):
+            await initialized(wire, front)
+            answers.append(await wire.request(5, "tools/call", params))
+            ok = await wire.request(
+                6, "tools/call", {**params, "arguments": {**params["arguments"], "description": "x" * 40}}
+            )
+            assert json.loads(ok["result"]["content"][0]["text"])["success"]
+    assert answers[0] == answers[1]
+    refusal = json.loads(answers[0]["result"]["content"][0]["text"])["error"]
+    assert answers[0]["result"]["isError"] and refusal["field"] == "description"
+    assert (refusal["code"], refusal["message"].endswith("the limit is 40")) == ("too_long", True)
+    assert await Event.objects.acount() == 2

@@ -74,7 +74,9 @@ class SendLane:
             return None
         try:
             fields, what, _ = sending.send_fields(name, tool.fn_metadata.validate_arguments(arguments))
-            event = parse_mapping(fields, origin="mcp", raw_digest=uuid.uuid4().hex)
+            event = parse_mapping(
+                fields, origin="mcp", raw_digest=uuid.uuid4().hex, limits=services.limits_sync()
+            )
             (stored,) = services.store().store_new_sync([event])
         except (ValidationError, RejectedEvent, IntegrityError, NotImplementedError):
             return None

@@ -40,7 +40,7 @@ async def queue_event(
     has another name than the event field), or storage_unavailable when the database or queue failed.
     """
     try:
-        event, stored = await submit(services.store(), fields, origin="mcp")
+        event, stored = await submit(services.store(), fields, origin="mcp", limits=await services.limits())
     except RejectedEvent as exc:
         logger.info("refused a %s event: %s", fields.get("type"), exc.reason)
         raise from_rejected_event(exc, renamed) from None

@@ -1,8 +1,11 @@
-"""What the tools share for one run of the server (its lifespan): the event store and the managed bridge process.
+"""What the tools share for one run of the server (its lifespan): the event store, the event limits and the managed
+bridge process.
 
 One EventStore (with its queue) per run, not per call: a queue holds connections (Redis, or the database
-thread's), and making one costs more than the send it serves. Both are made on first use, the store inside the
-running event loop (a Redis queue belongs to the loop that first uses it), so start-up pays for neither.
+thread's), and making one costs more than the send it serves. Both are made on first use, so start-up pays for
+neither; a Redis queue's asyncio client belongs to the event loop that first uses it, and its synchronous one to
+the stdio send lane (bridge.mcp.lane). The event limits are the bridge settings' (the admin's Event limits), as
+for event files, read again every LIMITS_TTL seconds.
 
 On SQLite, sends are followed by a WAL checkpoint on a thread of its own (bridge.ingest.checkpoint), as the
 bridge's ingest does: otherwise every ~60th send pays for SQLite's own checkpoint inside its commit, 10-60 ms.
@@ -12,14 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
+LIMITS_TTL = 30.0
+"""Seconds the MCP server holds the settings' event limits before reading them again."""
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
 
+    from bridge.events.limits import Limits
     from bridge.ingest.checkpoint import WalCheckpointer
     from bridge.ingest.store import EventStore
     from bridge.mcp.bridge_process import BridgeProcess
@@ -29,6 +39,7 @@ class Services:
     def __init__(self) -> None:
         self._store: EventStore | None = None
         self._making = threading.Lock()
+        self._limits: tuple[float, Limits] | None = None  # when read, what
         self.checkpointer: WalCheckpointer | None = None  # from the first send on, on SQLite
 
     @cached_property
@@ -49,6 +60,20 @@ class Services:
                 if self.checkpointer is not None:
                     self.checkpointer.start()
             return self._store
+
+    def limits_sync(self) -> Limits:
+        """The event limits of the bridge's settings (the admin's Event limits), read again after LIMITS_TTL, so
+        that an MCP event is held to what a file event is."""
+        if self._limits is None or time.monotonic() - self._limits[0] > LIMITS_TTL:
+            from bridge.models import BridgeSettings
+
+            self._limits = time.monotonic(), BridgeSettings.load().event_limits()
+        return self._limits[1]
+
+    async def limits(self) -> Limits:
+        if self._limits is not None and time.monotonic() - self._limits[0] <= LIMITS_TTL:
+            return self._limits[1]
+        return await sync_to_async(self.limits_sync)()
 
     def stored(self) -> None:
         """Say that the store wrote (a checkpoint follows shortly, off the send's path)."""
