@@ -1,7 +1,7 @@
 """What the scenarios share: the feeder process, the emulator, the database, bridge processes, RSS sampling.
 
 Everything here runs inside the bench's world (bridge/bench/world.py): the database is the bench's own, so
-``reset_database`` may empty it.
+``reset_world`` may empty it.
 """
 
 from __future__ import annotations
@@ -28,15 +28,20 @@ from django.core.management import call_command
 from django.db import connection, connections
 
 from bridge.bench.feeder import marker
+from bridge.bench.world import REDIS_ENV, delete_keys
 
 PROJECT_ROOT = Path(settings.BASE_DIR)
 MANAGE = PROJECT_ROOT / "manage.py"
 
 
 # --- database and settings ------------------------------------------------------------------------------------
-def reset_database() -> None:
-    """Empty every table (the bench's own database): each scenario starts from a fresh installation."""
+def reset_world() -> None:
+    """Empty every table of the bench's own database and delete the run's Redis keys (queues, rate buckets, cache):
+    each scenario starts from a fresh installation, not from what the one before left queued."""
     call_command("flush", interactive=False, verbosity=0)
+    url = os.environ.get(REDIS_ENV)
+    if url:
+        delete_keys(url, settings.CC_TELEGRAM_REDIS_PREFIX)
 
 
 @contextmanager

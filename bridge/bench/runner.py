@@ -25,7 +25,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from bridge.bench import report
-from bridge.bench.harness import reset_database
+from bridge.bench.harness import reset_world
 from bridge.bench.progress import Progress
 from bridge.bench.report import CRASHED, NOT_RUN, ScenarioResult
 from bridge.bench.scenarios import DEFAULT, NotRun, load
@@ -107,7 +107,7 @@ def run(options: Options) -> int:
         progress.begin(name, module.TITLE)
         began = time.monotonic()
         try:
-            reset_database()
+            reset_world()
             with _watchdog(_budget(name, options)):
                 module.run(ctx)
         except NotRun as reason:

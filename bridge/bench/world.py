@@ -205,20 +205,9 @@ class World:
             process.wait()
 
     def _delete_redis_keys(self) -> None:
-        import redis
-
         try:
-            client = redis.Redis.from_url(self.redis_url)
-            batch = []
-            for key in client.scan_iter(match=f"{self.redis_prefix}*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    client.delete(*batch)
-                    batch.clear()
-            if batch:
-                client.delete(*batch)
-            client.close()
-        except redis.RedisError as error:
+            delete_keys(self.redis_url, self.redis_prefix)
+        except Exception as error:  # redis.RedisError, without importing redis for a run that has none
             self.log(f"could not delete the bench's Redis keys {self.redis_prefix}*: {error}")
 
     def _drop_database(self) -> None:
@@ -229,3 +218,21 @@ class World:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_name}" WITH (FORCE)')
         except psycopg.Error as error:
             self.log(f"could not drop the bench database {self._pg_name}: {error}")
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (raises redis.RedisError)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()

@@ -61,11 +61,7 @@ class SendLane:
         if not isinstance(params, dict) or services is None or params.keys() - {"name", "arguments", "_meta"}:
             return None
         name, arguments = params.get("name"), params.get("arguments") or {}
-        tool = (
-            self._server._tool_manager.get_tool(name)
-            if name in self._tools & sending.SEND_TOOLS.keys()
-            else None
-        )
+        tool = self._server._tool_manager.get_tool(name) if name in self._tools else None
         if tool is None or not isinstance(arguments, dict):
             return None
         if not arguments.keys() <= tool.parameters.get("properties", {}).keys():
