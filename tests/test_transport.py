@@ -10,10 +10,12 @@ import traceback
 import httpx
 import pytest
 from redis.asyncio import Redis
+from telegram.request import HTTPXRequest
 
 from bridge.telegram.emulator.faults import FaultRule
 from bridge.telegram.limits import LocalRateLimiter, RateLimits, RedisRateLimiter
 from bridge.telegram.transport import SentMessage, TelegramTransport, TransportError
+from bridge.telegram.wire import KeepAlivePool
 from tests.emulator_fixtures import TEST_TOKEN, emulator, emulator_server  # noqa: F401
 
 # python-telegram-bot warns about its own int retry_after when it builds RetryAfter; we accept both forms.
@@ -456,3 +458,34 @@ async def test_a_success_answer_without_a_message_is_a_permanent_unexpected_erro
         await transport.close()
 
     assert (error.permanent, error.reason) == (True, "unexpected")
+
+
+async def test_every_call_goes_through_python_telegram_bot_on_the_keep_alive_pool_but_uploads(
+    transport,
+    emulator,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """The Bot builds every call; its JSON POSTs ride the pool (wire.py), a file upload rides httpx."""
+    pooled, by_httpx = [], []
+    post_json, httpx_request = KeepAlivePool.post_json, HTTPXRequest.do_request
+
+    async def on_pool(self, path, body):
+        pooled.append(path.rsplit("/", 1)[-1])
+        return await post_json(self, path, body)
+
+    async def on_httpx(self, url, method, *args, **kwargs):
+        by_httpx.append(url.rsplit("/", 1)[-1])
+        return await httpx_request(self, url, method, *args, **kwargs)
+
+    monkeypatch.setattr(KeepAlivePool, "post_json", on_pool)
+    monkeypatch.setattr(HTTPXRequest, "do_request", on_httpx)
+    sent = await transport.send_message(42, "via the Bot", reply_markup=KEYBOARD)
+    await transport.edit_message(42, sent.message_id, "edited via the Bot")
+    report = tmp_path / "report.txt"
+    report.write_text("results")
+    await transport.send_document(42, report)
+    assert pooled == ["sendMessage", "editMessageText"]
+    assert by_httpx == ["sendDocument"]
+    calls = emulator.state.calls.select(None, 0)[-3:]
+    assert [call["method"] for call in calls] == ["sendMessage", "editMessageText", "sendDocument"]

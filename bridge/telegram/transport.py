@@ -5,9 +5,9 @@ Contract: every method returns a plain result or raises `TransportError`, which 
 (`migrate_to_chat_id`). Nothing else escapes. The transport neither retries nor rate limits: the sender above
 it does both (limits.py, breaker.py) and records outcomes, so this stays a thin, testable seam.
 
-sendMessage and editMessageText, the sender's every call, skip python-telegram-bot and httpx when they can: a JSON
-POST on a small keep-alive pool of our own (wire.py) costs a fraction of their CPU per send. Their answers are mapped
-through the same python-telegram-bot errors, so both paths raise exactly the same TransportErrors.
+Every call goes through python-telegram-bot's Bot. Its HTTP layer, where it can be (no proxy), is a small keep-alive
+pool of our own (wire.WireRequest): httpx costs ~1.3 ms of CPU per send, this a fraction of it; uploads, downloads
+and long polls stay with httpx.
 
 The token never reaches our logs: python-telegram-bot and httpx put it in request URLs, so their loggers get a
 filter that masks it, and our own lines and error messages name the API by `base_url` alone.
@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +35,7 @@ from telegram import (
     ReplyParameters,
 )
 from telegram import error as tg_error
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from bridge.telegram import wire
@@ -227,22 +225,6 @@ def _markup(rows: Keyboard | None) -> InlineKeyboardMarkup | None:
         raise _malformed(error) from error
 
 
-def _button(b: dict[str, str]) -> dict[str, str]:
-    button = {"text": b["text"]}
-    for name in ("callback_data", "url"):
-        if (value := b.get(name)) is not None:
-            button[name] = value
-    return button
-
-
-def _markup_json(rows: Keyboard) -> dict[str, Any]:
-    """The keyboard as the Bot API's JSON, validated as `_markup` validates it."""
-    try:
-        return {"inline_keyboard": [[_button(b) for b in row] for row in rows]}
-    except _MALFORMED as error:
-        raise _malformed(error) from error
-
-
 class TelegramTransport:
     """One `telegram.Bot` with a pooled HTTP client, sized by `pool_size` (connections to the Bot API).
 
@@ -269,36 +251,20 @@ class TelegramTransport:
         if token:
             _install_token_mask(token)
         self._tokens = frozenset({token}) if token else frozenset()
-        self._token = token
         self._activity = _ChatActivity()
-        # The lean path for the hot calls; None (python-telegram-bot for everything) behind a proxy.
-        self._wire = (
-            wire.KeepAlivePool(
-                base_url,
-                size=pool_size,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                write_timeout=write_timeout,
-                pool_timeout=pool_timeout,
-            )
-            if token and wire.supported(base_url)
-            else None
+        timeouts = {
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "write_timeout": write_timeout,
+            "pool_timeout": pool_timeout,
+        }
+        request: BaseRequest = HTTPXRequest(
+            connection_pool_size=pool_size, media_write_timeout=media_write_timeout, **timeouts
         )
-        request = HTTPXRequest(
-            connection_pool_size=pool_size,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-            media_write_timeout=media_write_timeout,
-        )
-        poll_request = HTTPXRequest(
-            connection_pool_size=1,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            pool_timeout=pool_timeout,
-        )
+        if wire.supported(base_url):
+            pool = wire.KeepAlivePool(base_url, size=pool_size, **timeouts)
+            request = wire.WireRequest(pool, base_url, other=request)
+        poll_request = HTTPXRequest(connection_pool_size=1, **timeouts)
         try:
             self.bot = telegram.Bot(
                 token,
@@ -334,8 +300,6 @@ class TelegramTransport:
 
     async def close(self) -> None:
         """Close the connection pools. Never raises for network reasons: there is nothing left to do."""
-        if self._wire is not None:
-            await self._wire.close()
         try:
             await self.bot.shutdown()
         except tg_error.TelegramError as error:
@@ -353,14 +317,6 @@ class TelegramTransport:
         link_preview: bool = False,
     ) -> SentMessage:
         """Send a text message. A missing `reply_to` message is ignored rather than failing the send."""
-        if self._wire is not None:
-            params: dict[str, Any] = {"chat_id": chat_id, "text": text}
-            if reply_to is not None:
-                params["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
-            if thread_id is not None:
-                params["message_thread_id"] = thread_id
-            call = self._api("sendMessage", self._text_params(params, parse_mode, reply_markup, link_preview))
-            return await self._call(_sent(call), chat_id=chat_id)
         message = await self._call(
             self.bot.send_message(
                 chat_id,
@@ -386,14 +342,6 @@ class TelegramTransport:
         link_preview: bool = False,
     ) -> bool:
         """Replace a message's text (and keyboard: None removes it). False when it was already exactly so."""
-        if self._wire is not None:
-            params = {"chat_id": chat_id, "message_id": message_id, "text": text}
-            return await self._edit(
-                self._api(
-                    "editMessageText", self._text_params(params, parse_mode, reply_markup, link_preview)
-                ),
-                chat_id,
-            )
         return await self._edit(
             self.bot.edit_message_text(
                 text,
@@ -525,48 +473,10 @@ class TelegramTransport:
 
     # --- the seam ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _text_params(
-        params: dict[str, Any], parse_mode: str | None, reply_markup: Keyboard | None, link_preview: bool
-    ) -> dict[str, Any]:
-        """A text call's optional parameters, added to ``params`` as python-telegram-bot would send them."""
-        if parse_mode is not None:
-            params["parse_mode"] = parse_mode
-        if reply_markup is not None:
-            params["reply_markup"] = _markup_json(reply_markup)
-        if not link_preview:
-            params["link_preview_options"] = {"is_disabled": True}
-        return params
-
-    async def _api(self, method: str, params: dict[str, Any]) -> Any:
-        """One Bot API call on the lean path (`self._wire`): its result, or the TransportError `_call` would
-        raise for the same answer."""
-        assert self._wire is not None
-        body = json.dumps(params, separators=(",", ":")).encode()  # ASCII: a lone surrogate cannot fail
-        try:
-            status, payload = await self._wire.post_json(f"{self._token}/{method}", body)
-        except wire.WireTimeout as error:
-            raise TransportError(self._safe(f"Timed out: {error}"), reason="timeout") from None
-        except wire.WireError as error:
-            raise TransportError(self._safe(str(error)), reason="network") from None
-        if HTTPStatus.OK <= status <= 299:
-            try:
-                return json.loads(payload)["result"]
-            except (ValueError, TypeError, KeyError):
-                raise TransportError(
-                    self._safe(f"invalid Bot API answer: {payload[:200]!r}"),
-                    permanent=True,
-                    reason="unexpected",
-                ) from None
-        raise self._translate(_api_error(status, payload), chat_id=params.get("chat_id")) from None
-
     async def _call(self, call: Awaitable[T], *, chat_id: int | None) -> T:
         started = time.monotonic()
         try:
             result = await call
-        except TransportError as error:  # from the lean path (_api): already mapped
-            self._judge(error, chat_id, started)
-            raise
         except tg_error.TelegramError as error:
             translated = self._judge(self._translate(error, chat_id=chat_id), chat_id, started)
             # An error that quotes the token must not travel on as a cause: a logged traceback prints causes.
@@ -664,49 +574,12 @@ class TelegramTransport:
         if isinstance(error, tg_error.NetworkError):
             # python-telegram-bot raises NetworkError both for connection failures and for 5xx answers,
             # which carry Telegram's description instead of httpx's exception name.
-            reason = "network" if text.startswith(("httpx.", "Unknown error in HTTP")) else "server_error"
+            connection = isinstance(error, wire.WireNetworkError) or text.startswith(
+                ("httpx.", "Unknown error in HTTP")
+            )
+            reason = "network" if connection else "server_error"
             return TransportError(text, permanent=False, reason=reason)
         return TransportError(text, permanent=True, reason="unexpected")
-
-
-async def _sent(call: Awaitable[dict[str, Any]]) -> SentMessage:
-    """The SentMessage in a lean sendMessage's result (a malformed result raises inside `_call`)."""
-    result = await call
-    return SentMessage(
-        result["message_id"], result["chat"]["id"], dt.datetime.fromtimestamp(result["date"], dt.UTC)
-    )
-
-
-def _api_error(status: int, payload: bytes) -> tg_error.TelegramError:
-    """The python-telegram-bot error for a failed call's answer, built as its BaseRequest builds it, so that one
-    mapping (`TelegramTransport._translate`) serves both paths."""
-    try:
-        message = f"{HTTPStatus(status).phrase} ({status})"
-    except ValueError:
-        message = f"Unknown HTTPError ({status})"
-    try:
-        answer = json.loads(payload)
-    except ValueError:
-        answer = None
-    if isinstance(answer, dict):
-        message = answer.get("description") or message
-        if parameters := answer.get("parameters"):
-            if migrate_to_chat_id := parameters.get("migrate_to_chat_id"):
-                return tg_error.ChatMigrated(migrate_to_chat_id)
-            if retry_after := parameters.get("retry_after"):
-                return tg_error.RetryAfter(retry_after)
-            message += f". The server response contained unknown parameters: {parameters}"
-    else:
-        message += f". Parsing the server response {payload!r} failed"
-    if status == HTTPStatus.FORBIDDEN:
-        return tg_error.Forbidden(message)
-    if status in (HTTPStatus.NOT_FOUND, HTTPStatus.UNAUTHORIZED):
-        return tg_error.InvalidToken(message)
-    if status == HTTPStatus.BAD_REQUEST:
-        return tg_error.BadRequest(message)
-    if status == HTTPStatus.CONFLICT:
-        return tg_error.Conflict(message)
-    return tg_error.NetworkError(message)
 
 
 def _file_url(base_url: str) -> str:
