@@ -1,5 +1,5 @@
 """One behavioural suite for both durable queue backends: the database (the configured Django database) and Redis
-Streams (REDIS_URL, default redis://127.0.0.1:6379/15, under a key prefix of its own per test)."""
+Streams (REDIS_URL, or the throwaway server scripts/run-tests starts, under a key prefix of its own per test)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from bridge.queue.database import DatabaseQueue
 from bridge.queue.redis_streams import RedisStreamsQueue
 from tests.processes import child_database_url
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+# As tests/conftest.py's redis_url: REDIS_URL in CI, else the throwaway server scripts/run-tests starts.
+REDIS_URL = os.environ.get("REDIS_URL") or os.environ.get("CC_TELEGRAM_TEST_REDIS_URL", "")
 ROOT = Path(__file__).resolve().parent.parent
 _pks = itertools.count(1)
 
