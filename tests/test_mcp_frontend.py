@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
+import select
 import threading
+import time
 
 import pytest
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
@@ -19,6 +22,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from bridge.mcp import handshake
 from bridge.mcp.frontend import FAST_TOOLS, FrontEnd
 from bridge.mcp.server import build_server
+from bridge.mcp.stdio import BlockingWire
 from bridge.models import BridgeSettings, Event
 from bridge.queue import get_queue
 
@@ -217,3 +221,65 @@ async def test_sends_are_held_to_the_event_limits_of_the_bridge_settings(folders
     assert answers[0]["result"]["isError"] and refusal["field"] == "description"
     assert (refusal["code"], refusal["message"].endswith("the limit is 40")) == ("too_long", True)
     assert await Event.objects.acount() == 2
+
+
+def _read_to_end(fd: int, timeout: float = TIMEOUT) -> bytes:
+    """What a client reads from the server's output until it closes."""
+    data, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return data
+            data += chunk
+    raise AssertionError(f"the server's output was not closed; read so far: {data!r}")
+
+
+async def test_a_server_that_fails_to_start_closes_its_output_while_the_client_still_holds_stdin():
+    to_server, from_client = os.pipe()
+    to_client, from_server = os.pipe()
+    wire = BlockingWire(to_server, from_server)
+
+    def broken() -> None:
+        raise RuntimeError("no database")
+
+    os.write(
+        from_client,
+        (
+            json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": initialize()}) + "\n"
+        ).encode(),
+    )
+    try:
+        with pytest.raises(RuntimeError, match="no database"):
+            await asyncio.wait_for(FrontEnd(broken, wire).serve(wire.lines()), TIMEOUT)
+        await asyncio.wait_for(asyncio.to_thread(wire.close), 5)  # not held by the reader still waiting
+        answered = await asyncio.to_thread(_read_to_end, to_client)
+    finally:
+        os.close(from_client)
+        os.close(to_client)
+    assert (
+        json.loads(answered.splitlines()[0])["id"] == 0
+    )  # initialize was answered early, then the wire closed
+
+
+def test_a_message_over_the_size_limit_is_skipped_and_answered_with_an_error(monkeypatch):
+    from bridge.mcp import stdio
+
+    monkeypatch.setattr(stdio, "MAX_LINE", 1000)
+    to_server, from_client = os.pipe()
+    to_client, from_server = os.pipe()
+    wire = BlockingWire(to_server, from_server)
+    os.write(
+        from_client,
+        b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"pad": "' + b"x" * 5000 + b'"}}\n',
+    )
+    os.write(from_client, b'{"jsonrpc": "2.0", "id": 2, "method": "ping"}\n')
+    os.close(from_client)
+    try:
+        assert [json.loads(line)["id"] for line in wire.lines()] == [2]
+        wire.close()
+        error = json.loads(_read_to_end(to_client))
+    finally:
+        os.close(to_client)
+    assert error["id"] is None and error["error"]["code"] == -32600

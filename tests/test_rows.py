@@ -66,3 +66,18 @@ def test_batch_over_the_parameter_limit_is_inserted_whole_in_order():
 
     assert [row.event_id for row in Event.objects.order_by("pk")] == [row.event_id for row in rows]
     assert [row.pk for row in rows] == sorted(row.pk for row in rows)
+
+
+def test_values_of_another_type_than_their_column_are_prepared_as_the_orm_prepares_them():
+    row = event("typed", priority="2", source=7)  # a str for an integer column, an int for a text one
+    insert_new([row])
+    entry = QueueEntry(
+        event_id=str(row.pk), lane=True, payload=b"p", compressed=1, available_at=timezone.now()
+    )
+
+    insert_new([entry])
+
+    stored = Event.objects.get(pk=row.pk)
+    assert (stored.priority, stored.source) == (2, "7")
+    queued = QueueEntry.objects.get(pk=entry.pk)
+    assert (queued.event_id, queued.lane, queued.compressed) == (row.pk, 1, True)

@@ -221,18 +221,20 @@ class World:
 
 
 def delete_keys(url: str, prefix: str) -> None:
-    """Delete every key under ``prefix`` (raises redis.RedisError)."""
+    """Delete every key of the run's prefix (raises redis.RedisError): its own (queues, rate buckets), and the Django
+    cache's entries of it (under the cache's KEY_PREFIX, e.g. ``cct:1:<prefix>:cache:...``)."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        batch = []
-        for key in client.scan_iter(match=f"{prefix}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
+        for pattern in (f"{prefix}*", f"*:{prefix}:*"):
+            batch = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    client.delete(*batch)
+                    batch.clear()
+            if batch:
                 client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
     finally:
         client.close()

@@ -127,11 +127,9 @@ class FrontEnd:
             except BaseException as exc:  # reported by serve, on the event loop
                 failed.append(exc)
             finally:
-                from django.db import connections
-
-                connections.close_all()  # the send lane's, opened on this thread
                 with contextlib.suppress(RuntimeError):  # the loop is gone: serve has stopped already
                     loop.call_soon_threadsafe(taken.put_nowait, None)
+                _close_connections()  # the send lane's, opened on this thread
 
         threading.Thread(target=read, name="mcp-wire", daemon=True).start()
         try:
@@ -204,6 +202,15 @@ class FrontEnd:
         lowlevel = server._lowlevel_server  # what the SDK's own run_stdio_async drives
         async with stdio_server(self._sdk_input, _SdkOutput(self)) as (read, write):
             await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+
+def _close_connections() -> None:
+    from django.db import connections
+
+    try:
+        connections.close_all()
+    except Exception:  # a connection already broken: nothing left to close cleanly
+        logger.debug("closing the send lane's database connections", exc_info=True)
 
 
 def parse_request(line: str, method: str) -> dict[str, Any] | None:

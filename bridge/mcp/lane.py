@@ -8,22 +8,24 @@ argument model, builds the event the tool would build (bridge.mcp.sending), stor
 ``EventStore.store_new_sync`` on its own database connection (the row and the queue entry, durable before the
 answer goes out, as on the SDK's path) and serializes the answer as the SDK does.
 
-Only the plain success is answered here. Anything else (an argument the tool does not take or that fails its
-model, an event the parser refuses, a duplicate event id, a store that failed, a client over its rate limit, a bug)
-makes ``answer`` return None, and the line goes to the SDK, whose answer is then the one the client gets: every
-refusal is worded in one place (bridge.mcp.server). Nothing was written in those cases but one, a Redis queue that
-failed after the event's row was committed, as on the SDK's own path; the SDK's attempt then gets its own answer.
-A refused call counts twice against the rate limit (here and in the SDK), which only matters to a client already
-sending nonsense.
+Refusals are the SDK's: for an argument the tool does not take or that fails its model, an event the parser
+refuses, a duplicate event id or a client over its rate limit, ``answer`` returns None, nothing having been
+written, and the line goes to the SDK, whose answer the client gets (every refusal is worded in one place,
+bridge.mcp.server; such a call counts twice against the rate limit, which only matters to a client already sending
+nonsense). A store that failed is answered here, as the SDK would answer it (storage_unavailable): with Redis the
+event's row may be committed already, and a second try would make a second event. Once the event is stored, the
+answer is always this thread's, so that nothing is sent twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, IntegrityError
+from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from bridge.events.limits import RejectedEvent
@@ -52,8 +54,6 @@ class SendLane:
             return None
 
     def _answer(self, message: dict[str, Any], protocol_version: str) -> dict[str, Any] | None:
-        from mcp_types.methods import serialize_server_result
-
         from bridge.mcp.server import client_of
 
         params = message.get("params")
@@ -73,16 +73,32 @@ class SendLane:
             event = parse_mapping(
                 fields, origin="mcp", raw_digest=uuid.uuid4().hex, limits=services.limits_sync()
             )
+        except (ValidationError, RejectedEvent):
+            return None
+        try:
             (stored,) = services.store().store_new_sync([event])
-        except (ValidationError, RejectedEvent, IntegrityError, NotImplementedError):
-            return None
+        except (IntegrityError, NotImplementedError):
+            return None  # nothing written: the SDK's path (which looks for the event first) takes it
         except (QueueError, DatabaseError) as exc:
-            logger.warning("the send lane could not store a %s event (the SDK tries again): %s", name, exc)
-            return None
-        result = tool.fn_metadata.convert_result(sending.queued(services, event, stored, what))
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        return {
-            "jsonrpc": "2.0",
-            "id": message["id"],
-            "result": serialize_server_result("tools/call", protocol_version, dumped),
-        }
+            # Answered here: with Redis the row may be committed already, and a second try would be a second event.
+            return _answer(message, protocol_version, sending.storage_problem(fields, exc).as_result())
+        # Stored: from here on the answer is this one, whatever happens (a second try would send it twice).
+        body = sending.queued(services, event, stored, what)
+        try:
+            result = tool.fn_metadata.convert_result(body)
+        except Exception:
+            logger.exception("the send lane could not convert the answer to a stored %s event", name)
+            text = TextContent(type="text", text=json.dumps(body, ensure_ascii=False, indent=2))
+            result = CallToolResult(content=[text])
+        return _answer(message, protocol_version, result)
+
+
+def _answer(message: dict[str, Any], protocol_version: str, result: CallToolResult) -> dict[str, Any]:
+    from mcp_types.methods import serialize_server_result
+
+    dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return {
+        "jsonrpc": "2.0",
+        "id": message["id"],
+        "result": serialize_server_result("tools/call", protocol_version, dumped),
+    }

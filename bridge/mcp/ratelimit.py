@@ -8,6 +8,7 @@ absorb only by falling ever further behind. Defaults: 50 calls/s sustained, burs
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +27,15 @@ class _Bucket:
 
 @dataclass
 class RateLimiter:
-    """``allow(client)`` takes one token from the client's bucket. Not thread-safe: call it from the event loop."""
+    """``allow(client)`` takes one token from the client's bucket. Thread-safe: the event loop and the stdio send
+    lane's thread (bridge.mcp.lane) both call it."""
 
     rate_per_second: float = DEFAULT_RATE_PER_SECOND
     burst: int = DEFAULT_BURST
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _last_sweep: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if self.rate_per_second <= 0 or self.burst < 1:
@@ -40,6 +43,10 @@ class RateLimiter:
 
     def allow(self, client: str) -> float | None:
         """None when the call may go ahead; otherwise the seconds until it would."""
+        with self._lock:
+            return self._take(client)
+
+    def _take(self, client: str) -> float | None:
         now = self.clock()
         bucket = self._buckets.get(client)
         if bucket is None:

@@ -45,13 +45,18 @@ async def queue_event(
         logger.info("refused a %s event: %s", fields.get("type"), exc.reason)
         raise from_rejected_event(exc, renamed) from None
     except (QueueError, DatabaseError) as exc:
-        logger.warning("could not store a %s event: %s", fields.get("type"), exc)
-        raise ToolProblem(
-            f"the event could not be stored, nothing was queued: {exc}",
-            code="storage_unavailable",
-            retry_after=1.0,
-        ) from None
+        raise storage_problem(fields, exc) from None
     return queued(services, event, stored, what)
+
+
+def storage_problem(fields: dict[str, Any], exc: Exception) -> ToolProblem:
+    """The refusal of a send whose event could not be stored (the database or the queue failed)."""
+    logger.warning("could not store a %s event: %s", fields.get("type"), exc)
+    return ToolProblem(
+        f"the event could not be stored, nothing was queued: {exc}",
+        code="storage_unavailable",
+        retry_after=1.0,
+    )
 
 
 async def send(services: Services, tool: str, **arguments: Any) -> dict[str, Any]:

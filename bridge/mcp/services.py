@@ -14,6 +14,7 @@ bridge's ingest does: otherwise every ~60th send pays for SQLite's own checkpoin
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+
+logger = logging.getLogger(__name__)
 
 LIMITS_TTL = 30.0
 """Seconds the MCP server holds the settings' event limits before reading them again."""
@@ -65,9 +68,21 @@ class Services:
         """The event limits of the bridge's settings (the admin's Event limits), read again after LIMITS_TTL, so
         that an MCP event is held to what a file event is."""
         if self._limits is None or time.monotonic() - self._limits[0] > LIMITS_TTL:
-            from bridge.models import BridgeSettings
+            from django.db import DatabaseError
 
-            self._limits = time.monotonic(), BridgeSettings.load().event_limits()
+            from bridge.events.limits import DEFAULT_LIMITS
+            from bridge.models import BridgeSettings
+            from bridge.queue.rows import drop_if_broken
+
+            drop_if_broken()
+            try:
+                limits = BridgeSettings.load().event_limits()
+            except (
+                DatabaseError
+            ) as exc:  # the send that follows reports the database; it is not refused for this
+                limits = self._limits[1] if self._limits else DEFAULT_LIMITS
+                logger.warning("could not read the event limits, keeping %s: %s", limits, exc)
+            self._limits = time.monotonic(), limits
         return self._limits[1]
 
     async def limits(self) -> Limits:

@@ -14,6 +14,8 @@ regular file), and the caller falls back to the SDK's own streams.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import stat
@@ -26,6 +28,13 @@ logger = logging.getLogger(__name__)
 
 # A JSON-RPC message is one line; an event may be up to ~1 MB of JSON, escaped: room for that and more.
 MAX_LINE = 16 * 1024 * 1024
+READ_CHUNK = 64 * 1024
+TOO_LONG = (
+    json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": f"message over {MAX_LINE} bytes"}}
+    )
+    + "\n"
+)
 
 
 class LineReader:
@@ -64,20 +73,41 @@ def on_pipes() -> bool:
 
 class BlockingWire:
     """The wire for a thread of its own (bridge.mcp.frontend): ``lines()`` blocks reading, ``send(text)`` writes
-    whole messages from any thread, one at a time."""
+    whole messages from any thread, one at a time.
+
+    Plain descriptors, no buffered file: ``close()`` must not wait for a read in progress (a buffered reader's
+    close would, holding the server open until the client writes again after the server failed)."""
 
     def __init__(self, fd_in: int, fd_out: int) -> None:
-        self._in = os.fdopen(fd_in, "rb")
+        self._in = fd_in
         self._out = fd_out
         self._lock = threading.Lock()
 
     def lines(self) -> Iterator[str]:
-        """The wire's lines until the client closes it; a line over MAX_LINE is skipped with a warning."""
-        while line := self._in.readline(MAX_LINE + 1):
-            if len(line) > MAX_LINE and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):
-                    line = self._in.readline(MAX_LINE + 1)
+        """The wire's lines until the client closes it. A line over MAX_LINE is skipped, answered with a JSON-RPC
+        error (its id unknown), so that the client is not left waiting."""
+        buffer, scanned, skipping = bytearray(), 0, False
+        while True:
+            end = buffer.find(b"\n", scanned)
+            if end < 0:
+                scanned = len(buffer)
+                if scanned > MAX_LINE:
+                    buffer.clear()
+                    scanned, skipping = 0, True
+                chunk = os.read(self._in, READ_CHUNK)
+                if not chunk:
+                    if buffer and not skipping:
+                        yield buffer.decode("utf-8", "replace")
+                    return
+                buffer += chunk
+                continue
+            line = bytes(buffer[: end + 1])
+            del buffer[: end + 1]
+            scanned = 0
+            if skipping or len(line) > MAX_LINE:
+                skipping = False
                 logger.warning("skipped a message longer than %d bytes", MAX_LINE)
+                self.send(TOO_LONG)
                 continue
             yield line.decode("utf-8", "replace")
 
@@ -88,8 +118,10 @@ class BlockingWire:
                 data = data[os.write(self._out, data) :]
 
     def close(self) -> None:
-        self._in.close()
-        os.close(self._out)
+        """Close the wire, output first: the client sees it end even while this server's reader still waits."""
+        for fd in (self._out, self._in):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from django.utils import timezone
 from bridge.models import Event, QueueEntry
 from bridge.queue import wakeup
 from bridge.queue.base import LANES, Claimed, DeadLetter, DurableQueue, NewEntry, QueueError, over_max_reason
-from bridge.queue.rows import insert_new
+from bridge.queue.rows import drop_if_broken, insert_new
 
 T = TypeVar("T")
 
@@ -462,12 +462,10 @@ class DatabaseQueue(DurableQueue):
             conn.close()
 
     def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = connections[self.using]
         # A worker is one long "request": keep the connection (reopening an SQLite WAL database costs ~3 ms, a
         # PostgreSQL one more), but drop one that broke, e.g. when the server restarted, so the next call
-        # reconnects. Never inside the caller's transaction.
-        if conn.connection is not None and conn.errors_occurred and not conn.in_atomic_block:
-            conn.close_if_unusable_or_obsolete()
+        # reconnects.
+        drop_if_broken(self.using)
         try:
             return fn(*args)
         except DatabaseError as exc:

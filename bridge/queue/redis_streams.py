@@ -147,6 +147,9 @@ class RedisStreamsQueue(DurableQueue):
     ) -> tuple[list[NewEntry], list[str | None]]:
         if self.url is None:
             raise NotImplementedError("a queue given its client has no synchronous one")
+        from bridge.queue.rows import drop_if_broken
+
+        drop_if_broken()
         entries = insert_rows()
         if self._sync is None:
             client = connect_sync(self.url)

@@ -6,10 +6,10 @@ every database call of a process queues behind (the MCP server's send path is mo
 made once per model and database vendor, from the model's _meta (so its columns follow the model): the statement
 per row count, already in the driver's placeholder style, and per column how its value is prepared. Values are
 prepared as bulk_create prepares them (``pre_save`` fills auto_now_add, ``get_db_prep_save`` adapts dates, JSON
-and bytes), except that a str, int, bool or None in a text, integer or boolean column goes as it is, which is what
-``get_db_prep_save`` would return for it, at a tenth of the cost. The statement runs on the driver's own cursor,
-inside Django's error wrapping (IntegrityError for a duplicate key, as from bulk_create) and its broken-transaction
-check; being below Django's cursor wrapper, it is not in ``connection.queries``.
+and bytes), except that a str in a text column, an int in an integer one, a bool in a boolean one, or None, goes
+as it is, which is what ``get_db_prep_save`` would return for it, at a tenth of the cost. The statement runs on the
+driver's own cursor, inside Django's error wrapping (IntegrityError for a duplicate key, as from bulk_create) and
+its broken-transaction check; being below Django's cursor wrapper, it is not in ``connection.queries``.
 """
 
 from __future__ import annotations
@@ -24,23 +24,21 @@ from django.db.models import DateField, Field, Model
 _CACHED_ROW_COUNTS = 64
 """Statements for batches up to this many rows are kept (one per size); larger ones are rare and built each time."""
 
-# Columns whose get_db_prep_save returns a str, int, bool or None value unchanged.
-_PLAIN_COLUMNS = frozenset(
-    {
-        "CharField",
-        "TextField",
-        "SlugField",
-        "BooleanField",
-        "IntegerField",
-        "BigIntegerField",
-        "SmallIntegerField",
-        "PositiveIntegerField",
-        "PositiveSmallIntegerField",
-        "PositiveBigIntegerField",
-        "ForeignKey",
-    }
+# Per column kind, the one value type its get_db_prep_save returns unchanged (None too): a value of exactly that
+# type goes as it is; any other (an int for a boolean, a str for an integer, an enum) is prepared by the field.
+_TEXT = ("CharField", "TextField", "SlugField")
+_INTEGER = (
+    "IntegerField",
+    "BigIntegerField",
+    "SmallIntegerField",
+    "PositiveIntegerField",
+    "PositiveSmallIntegerField",
+    "PositiveBigIntegerField",
+    "AutoField",
+    "BigAutoField",
+    "SmallAutoField",
 )
-_PLAIN_VALUES = (str, int, bool, type(None))
+_PLAIN_TYPE = {**dict.fromkeys(_TEXT, str), **dict.fromkeys(_INTEGER, int), "BooleanField": bool}
 
 
 @dataclass
@@ -73,6 +71,15 @@ class _Plan:
 
 
 _plans: dict[tuple[type[Model], str], _Plan] = {}
+
+
+def drop_if_broken(using: str = "default") -> None:
+    """Close this thread's connection if a query on it failed and it is no longer usable (the server restarted,
+    an idle connection was cut), so that the next query reconnects. Never inside a transaction. A long-lived thread
+    calls this before its work: Django does it only at the start and end of requests."""
+    conn = connections[using]
+    if conn.connection is not None and conn.errors_occurred and not conn.in_atomic_block:
+        conn.close_if_unusable_or_obsolete()
 
 
 def insert_new(objs: Sequence[Model], *, using: str = "default") -> None:
@@ -123,11 +130,13 @@ def _preparer(column: Field) -> Callable[[Model, Any], Any]:
     prep_save, attname = column.get_db_prep_save, column.attname
     if isinstance(column, DateField) and (column.auto_now or column.auto_now_add):
         return lambda obj, conn: prep_save(column.pre_save(obj, True), conn)
-    if column.get_internal_type() in _PLAIN_COLUMNS:
+    kind = column.target_field if column.is_relation else column
+    plain_type = _PLAIN_TYPE.get(kind.get_internal_type())
+    if plain_type is not None:
 
         def plain(obj: Model, conn) -> Any:
             value = getattr(obj, attname)
-            return value if type(value) in _PLAIN_VALUES else prep_save(value, conn)
+            return value if value is None or type(value) is plain_type else prep_save(value, conn)
 
         return plain
     return lambda obj, conn: prep_save(getattr(obj, attname), conn)
