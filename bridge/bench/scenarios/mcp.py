@@ -284,14 +284,19 @@ def run(ctx) -> None:
             baseline=original.MCP_REQUEST_MS,
             baseline_label=original.LABEL,
         )
-    add(
-        f"server RSS after {count + 20:,} calls",
-        found["rss_mb"],
-        "MB",
-        target=Target("<=", 90),
-        baseline=original.MCP_RSS_MB,
-        baseline_label=label,
-    )
+    for backend, values in stdio.items():
+        # The target is the embedded default's (the original kept no queue at all); with Redis the process also
+        # loads redis-py, ~6 MB of it (its observability layer imports OpenTelemetry's metrics).
+        default = backend == "database queue"
+        add(
+            f"server RSS after {count + 20:,} calls, {backend}",
+            values["rss_mb"],
+            "MB",
+            target=Target("<=", 90) if default else None,
+            baseline=original.MCP_RSS_MB,
+            baseline_label=label,
+            note="" if default else "redis-py loaded: ~6 MB of it",
+        )
     add(
         "start-up: spawn -> initialize answered",
         statistics.median(found["startup_ms"]),
