@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from django.db import connection
 from django.utils import timezone
 
 from bridge.compression import Compressor
@@ -497,7 +498,10 @@ async def test_concurrent_claimers_never_get_the_same_entry(backend, make_queue,
 
     assert len(a) + len(b) == 1000
     assert set(a).isdisjoint(b)
-    assert a and b
+    if backend == "redis" or connection.vendor == "postgresql":
+        # Both really claimed side by side. SQLite has one writer at a time, and its busy handler's growing sleeps
+        # can leave one connection waiting until the other has drained everything: there, only the two above.
+        assert a and b
 
 
 # --- blocking claims ---------------------------------------------------------------------------------------------
