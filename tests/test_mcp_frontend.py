@@ -87,6 +87,12 @@ def call(name: str, **arguments) -> dict:
     return {"name": name, "arguments": arguments}
 
 
+def test_the_fast_tools_are_the_send_tools_the_lane_can_answer():
+    from bridge.mcp.sending import SEND_TOOLS
+
+    assert FAST_TOOLS == SEND_TOOLS.keys()  # the front end names them without importing the lane's modules
+
+
 async def test_the_handshake_module_matches_the_sdk():
     assert handshake.HANDSHAKE_VERSIONS == HANDSHAKE_PROTOCOL_VERSIONS
     assert handshake.HANDSHAKE_VERSIONS[-1] == LATEST_HANDSHAKE_VERSION

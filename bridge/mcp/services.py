@@ -66,8 +66,10 @@ class Services:
 
     def limits_sync(self) -> Limits:
         """The event limits of the bridge's settings (the admin's Event limits), read again after LIMITS_TTL, so
-        that an MCP event is held to what a file event is."""
-        if self._limits is None or time.monotonic() - self._limits[0] > LIMITS_TTL:
+        that an MCP event is held to what a file event is. A failed read keeps the last limits (or the defaults):
+        the send that follows reports the database, it is not refused for this."""
+        limits = self._fresh_limits()
+        if limits is None:
             from django.db import DatabaseError
 
             from bridge.events.limits import DEFAULT_LIMITS
@@ -77,18 +79,20 @@ class Services:
             drop_if_broken()
             try:
                 limits = BridgeSettings.load().event_limits()
-            except (
-                DatabaseError
-            ) as exc:  # the send that follows reports the database; it is not refused for this
+            except DatabaseError as exc:
                 limits = self._limits[1] if self._limits else DEFAULT_LIMITS
                 logger.warning("could not read the event limits, keeping %s: %s", limits, exc)
             self._limits = time.monotonic(), limits
-        return self._limits[1]
+        return limits
 
     async def limits(self) -> Limits:
+        """``limits_sync`` from the event loop: a trip to the database thread only when they are due a read."""
+        return self._fresh_limits() or await sync_to_async(self.limits_sync)()
+
+    def _fresh_limits(self) -> Limits | None:
         if self._limits is not None and time.monotonic() - self._limits[0] <= LIMITS_TTL:
             return self._limits[1]
-        return await sync_to_async(self.limits_sync)()
+        return None
 
     def stored(self) -> None:
         """Say that the store wrote (a checkpoint follows shortly, off the send's path)."""

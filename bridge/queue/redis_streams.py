@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError, RedisError, ResponseError, Timeout
 
 from bridge.queue.base import LANES, Claimed, DeadLetter, DurableQueue, NewEntry, QueueError, over_max_reason
 from bridge.queue.redis_scripts import BURY, CLAIM, ENQUEUE, EXTEND, RECLAIM, REQUEUE, RETRY
+from bridge.queue.rows import drop_if_broken
 
 T = TypeVar("T")
 
@@ -147,8 +148,6 @@ class RedisStreamsQueue(DurableQueue):
     ) -> tuple[list[NewEntry], list[str | None]]:
         if self.url is None:
             raise NotImplementedError("a queue given its client has no synchronous one")
-        from bridge.queue.rows import drop_if_broken
-
         drop_if_broken()
         entries = insert_rows()
         if self._sync is None:
